@@ -1,0 +1,47 @@
+# firegrid — every target installs what it needs first (system packages, .venv, the package).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/influxd
+
+.PHONY: setup system-packages test check bench demo soak clean
+
+setup: system-packages $(STAMP)
+
+# apt-get install fails on a fresh machine until the package lists exist: update and retry once.
+system-packages:
+	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing mosquitto and influxdb (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q mosquitto influxdb >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q mosquitto influxdb >/dev/null; }; \
+	fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench
+
+demo: setup
+	$(BIN)/firegrid demo
+
+soak: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests --soak
+
+clean:
+	rm -rf $(VENV) .firegrid .demo build *.egg-info

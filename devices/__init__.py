@@ -1,0 +1,60 @@
+"""Device kinds (payload models, InfluxDB mapping, samples), identifiers, the registry and errors."""
+
+from devices._all import KIND_BY_NAME, KIND_CODE, KINDS
+from devices._errors import (
+    ConfigError,
+    FiregridError,
+    InfluxAuthError,
+    InfluxError,
+    InfluxRejectedError,
+    InfluxUnavailableError,
+    MqttError,
+    RegistryError,
+    RulesError,
+    ServiceError,
+    SettingsError,
+)
+from devices._ids import ID_PATTERN, Identifier, is_identifier
+from devices._kind import MAX_BATCH, FieldValue, KindSpec, Payload
+from devices._reading import Reading
+from devices._registry import OVERRIDE_COLUMNS, UNASSIGNED, Device, Grid, Registry, Station, Worker
+from devices.electrical import ElectricalPayload
+from devices.patrol import PatrolPayload
+from devices.smoke import SmokePayload
+from devices.water import WaterPayload
+
+__all__ = [
+    "ID_PATTERN",
+    "KINDS",
+    "KIND_BY_NAME",
+    "KIND_CODE",
+    "MAX_BATCH",
+    "OVERRIDE_COLUMNS",
+    "UNASSIGNED",
+    "ConfigError",
+    "Device",
+    "ElectricalPayload",
+    "FieldValue",
+    "FiregridError",
+    "Grid",
+    "Identifier",
+    "InfluxAuthError",
+    "InfluxError",
+    "InfluxRejectedError",
+    "InfluxUnavailableError",
+    "KindSpec",
+    "MqttError",
+    "PatrolPayload",
+    "Payload",
+    "Reading",
+    "Registry",
+    "RegistryError",
+    "RulesError",
+    "ServiceError",
+    "SettingsError",
+    "SmokePayload",
+    "Station",
+    "WaterPayload",
+    "Worker",
+    "is_identifier",
+]

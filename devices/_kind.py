@@ -1,0 +1,81 @@
+"""What every device kind provides: its payload model, its InfluxDB mapping and a sample."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+FieldValue = float | bool | str
+"""InfluxDB field types firegrid writes: numbers always as floats (PITFALLS: fixed field types)."""
+
+MAX_BATCH = 1000
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+Fault = Annotated[str | None, Field(default=None, max_length=200)]
+
+
+class Payload(BaseModel):
+    """Fields common to every uplink message (CONTRACT §4). Unknown fields are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+    kind: ClassVar[str]
+
+    ts: int | None = Field(default=None, ge=0, le=2**53)
+    seq: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    def influx_fields(self) -> dict[str, FieldValue]:
+        """The fields of this reading's point; an absent optional field is not written."""
+        raise NotImplementedError
+
+    def influx_tags(self) -> Mapping[str, str]:
+        """Tags beyond district/grid/site/device (patrol adds the worker)."""
+        return {}
+
+    @property
+    def fault_text(self) -> str | None:
+        """The device's fault report, when the kind has one and it is non-empty."""
+        fault = getattr(self, "fault", None)
+        return fault if isinstance(fault, str) and fault else None
+
+
+def put(fields: dict[str, FieldValue], name: str, value: float | bool | str | None) -> None:
+    """Add ``value`` to ``fields`` unless it is absent; numbers become floats."""
+    if value is None:
+        return
+    if isinstance(value, bool | str):
+        fields[name] = value
+    else:
+        fields[name] = float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """One device kind: topic segment, measurement, payload model, defaults and a sample."""
+
+    name: str
+    payload: type[Payload]
+    sample: Mapping[str, Any]
+    heartbeat_s: float | None
+    """Default heartbeat for offline detection; ``None`` for kinds that are never offline."""
+
+    @property
+    def adapter(self) -> TypeAdapter[Any]:
+        return _adapter(self.payload)
+
+
+_ADAPTERS: dict[type[Payload], TypeAdapter[Any]] = {}
+
+
+def _adapter(model: type[Payload]) -> TypeAdapter[Any]:
+    """One message: a single object or a gateway batch (array of 1..MAX_BATCH objects)."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        batch = Annotated[list[model], Field(min_length=1, max_length=MAX_BATCH)]  # type: ignore[valid-type]
+        adapter = TypeAdapter(model | batch)  # type: ignore[arg-type]
+        _ADAPTERS[model] = adapter
+    return adapter

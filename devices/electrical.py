@@ -1,0 +1,46 @@
+"""Electrical-fire monitoring units: residual current, cable temperatures, phase currents."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, put
+
+Channels = Annotated[list[Finite], Field(min_length=1, max_length=8)]
+
+
+class ElectricalPayload(Payload):
+    kind: ClassVar[str] = "electrical"
+
+    residual_ma: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    temp_c: Channels | None = None
+    current_a: Channels | None = None
+    arc_count: Annotated[int, Field(ge=0, le=2**53)] | None = None
+    fault: Fault = None
+
+    @property
+    def temp_c_max(self) -> float | None:
+        return max(self.temp_c) if self.temp_c else None
+
+    def influx_fields(self) -> dict[str, FieldValue]:
+        fields: dict[str, FieldValue] = {"residual_ma": float(self.residual_ma)}
+        if self.temp_c:
+            put(fields, "temp_c_max", max(self.temp_c))
+            for i, value in enumerate(self.temp_c, start=1):
+                put(fields, f"temp_c_{i}", value)
+        if self.current_a:
+            put(fields, "current_a_max", max(self.current_a))
+        put(fields, "arc_count", self.arc_count)
+        put(fields, "fault", self.fault or None)
+        return fields
+
+
+SPEC = KindSpec(
+    name="electrical",
+    payload=ElectricalPayload,
+    sample={"ts": 1764583200000, "seq": 1, "residual_ma": 42.0, "temp_c": [38.5, 41.0, 39.2],
+            "current_a": [12.1, 10.4, 11.8], "arc_count": 0, "fault": None},
+    heartbeat_s=60,
+)

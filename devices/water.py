@@ -1,0 +1,31 @@
+"""Fire-water pressure monitors (hydrants, sprinkler mains, tanks)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, put
+
+
+class WaterPayload(Payload):
+    kind: ClassVar[str] = "water"
+
+    pressure_mpa: Finite
+    level_m: Finite | None = None
+    battery_pct: Percent | None = None
+    fault: Fault = None
+
+    def influx_fields(self) -> dict[str, FieldValue]:
+        fields: dict[str, FieldValue] = {"pressure_mpa": float(self.pressure_mpa)}
+        put(fields, "level_m", self.level_m)
+        put(fields, "battery_pct", self.battery_pct)
+        put(fields, "fault", self.fault or None)
+        return fields
+
+
+SPEC = KindSpec(
+    name="water",
+    payload=WaterPayload,
+    sample={"ts": 1764583200000, "seq": 1, "pressure_mpa": 0.32, "level_m": 2.4, "battery_pct": 64},
+    heartbeat_s=300,
+)
