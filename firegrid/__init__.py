@@ -1,0 +1,1 @@
+"""firegrid: the composition root (settings, CLI, process wiring, HTTP API, demo)."""

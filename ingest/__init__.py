@@ -1,0 +1,48 @@
+"""MQTT ingest: decoding, validation, dedup, line protocol, InfluxDB writer, spool, consumer."""
+
+from ingest._consumer import BrokerAddress, Inbox, MqttConsumer
+from ingest._decode import MAX_PAYLOAD, Decoded, Decoder, Reject, RejectReason
+from ingest._dedup import SeqDeduplicator
+from ingest._encode import PointEncoder
+from ingest._influx import InfluxClient, RejectedLine
+from ingest._lineproto import (
+    encode_fields,
+    encode_line,
+    escape_key,
+    escape_measurement,
+    expected_string,
+    quote_string,
+    series_key,
+)
+from ingest._metrics import IngestMetrics
+from ingest._pipeline import InMessage, Pipeline, ReadingSink
+from ingest._spool import Spool
+from ingest._store import Store
+
+__all__ = [
+    "MAX_PAYLOAD",
+    "BrokerAddress",
+    "Decoded",
+    "Decoder",
+    "InMessage",
+    "Inbox",
+    "InfluxClient",
+    "IngestMetrics",
+    "MqttConsumer",
+    "Pipeline",
+    "PointEncoder",
+    "ReadingSink",
+    "Reject",
+    "RejectReason",
+    "RejectedLine",
+    "SeqDeduplicator",
+    "Spool",
+    "Store",
+    "encode_fields",
+    "encode_line",
+    "escape_key",
+    "escape_measurement",
+    "expected_string",
+    "quote_string",
+    "series_key",
+]

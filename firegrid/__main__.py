@@ -1,0 +1,5 @@
+import sys
+
+from firegrid.cli import main
+
+sys.exit(main())

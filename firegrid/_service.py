@@ -1,0 +1,206 @@
+"""`firegrid ingest`: the process wiring of consumer, pipeline, store and HTTP API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from devices import ConfigError, FiregridError, Registry
+from firegrid._http import HttpApi, json_response
+from firegrid._settings import Settings
+from ingest import (
+    Inbox,
+    InfluxClient,
+    IngestMetrics,
+    MqttConsumer,
+    Pipeline,
+    ReadingSink,
+    Spool,
+    Store,
+    encode_line,
+    series_key,
+)
+
+log = logging.getLogger(__name__)
+
+EXIT_CONFIG = 2
+EXIT_FATAL = 3
+
+
+class IngestService:
+    def __init__(self, settings: Settings, sinks: Sequence[ReadingSink] = ()) -> None:
+        self.settings = settings
+        self.registry = Registry.load(settings.registry)
+        log.info("registry %s: %d devices, %d grids", settings.registry, len(self.registry), len(self.registry.grids))
+        self.metrics = IngestMetrics()
+        self._fatal: BaseException | None = None
+        self._stopping = threading.Event()
+        self._reload_requested = threading.Event()
+        self._subscribed = threading.Event()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(settings.data_dir / "spool.sqlite", durable_fsync=settings.durable_fsync)
+        self.store = Store(self._influx_client, self.spool, self.metrics, self._on_rejected, self._on_fatal)
+        self.pipeline = Pipeline(self.registry, self.store, self.metrics, topic_prefix=settings.topic_prefix, sinks=sinks)
+        self.inbox = Inbox()
+        prefix = settings.topic_prefix
+        self.consumer = MqttConsumer(
+            settings.mqtt_url, settings.client_id, [f"{prefix}fire/+/+/+"], self.inbox,
+            on_connection_change=self._on_connection_change, on_fatal=self._on_fatal,
+        )
+        self.http = HttpApi(settings.http_host, settings.http_port)
+        self.http.route("/healthz", lambda path, query: json_response(*self.health()))
+        self.http.route("/metrics", lambda path, query: (200, "text/plain; version=0.0.4", self.metrics.render()))
+        self._worker = threading.Thread(target=self._run_pipeline, name="pipeline")
+        self._last_stats = 0.0
+
+    def _influx_client(self) -> InfluxClient:
+        s = self.settings
+        return InfluxClient(
+            s.influx_url, s.influx_db,
+            token=s.influx_token.get_secret_value() if s.influx_token else None,
+            username=s.influx_user,
+            password=s.influx_password.get_secret_value() if s.influx_password else None,
+            timeout=s.influx_timeout_s,
+        )
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, object]]:
+        mqtt_up = self.consumer.connected
+        influx_up = self.store.influx_up
+        body: dict[str, object] = {
+            "status": "ok" if mqtt_up and influx_up else "degraded",
+            "mqtt": "connected" if mqtt_up else "disconnected",
+            "influx": "ok" if influx_up else "unavailable",
+            "spool_depth": self.store.spool_depth,
+        }
+        if not self._subscribed.is_set():
+            body["status"] = "starting"
+            return 503, body
+        return 200, body
+
+    def _on_connection_change(self, up: bool) -> None:
+        self.metrics.mqtt_connected.set(1 if up else 0)
+        if up:
+            self._subscribed.set()
+
+    def _on_rejected(self, rejected: list[object]) -> None:
+        self.pipeline.on_influx_rejected(rejected)  # type: ignore[arg-type]
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self._stopping.set()
+        self.inbox.wake()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+        self.inbox.wake()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self.inbox.wake()
+
+    # -- the pipeline thread -----------------------------------------------------------------
+
+    def _run_pipeline(self) -> None:
+        batch_max = self.settings.batch_max
+        try:
+            while not self._stopping.is_set():
+                if self._reload_requested.is_set():
+                    self._reload()
+                batch = self.inbox.take(batch_max, timeout=0.5)
+                if batch:
+                    self.pipeline.process(batch)
+                    self.consumer.ack(batch)
+                self._maybe_write_stats()
+            # drain: everything received is written or spooled before exit
+            while batch := self.inbox.take(batch_max, timeout=0):
+                self.pipeline.process(batch)
+                self.consumer.ack(batch)
+        except FiregridError as exc:
+            self._on_fatal(exc)
+        except Exception as exc:
+            log.exception("pipeline failed")
+            self._on_fatal(exc)
+
+    def _reload(self) -> None:
+        self._reload_requested.clear()
+        try:
+            registry = Registry.load(self.settings.registry, previous=self.registry)
+        except ConfigError as exc:
+            log.error("registry reload refused, keeping the loaded one: %s", exc)
+            return
+        self.registry = registry
+        self.pipeline.reload(registry)
+        log.info("registry reloaded: %d devices, %d grids", len(registry), len(registry.grids))
+
+    def _maybe_write_stats(self) -> None:
+        now = time.time()
+        if now - self._last_stats < self.settings.stats_interval_s:
+            return
+        self._last_stats = now
+        totals = self.metrics.totals()
+        fields: dict[str, float | bool | str] = {
+            name: totals.get(f"firegrid_{metric}_total", 0.0)
+            for name, metric in (
+                ("received", "messages_received"),
+                ("written", "points_written"),
+                ("rejected", "rejects"),
+                ("duplicates", "duplicates"),
+                ("spooled", "points_spooled"),
+            )
+        }
+        fields["spool_depth"] = float(self.store.spool_depth)
+        count = totals.get("firegrid_write_latency_seconds_count", 0.0)
+        if count:
+            fields["write_latency_ms"] = 1000.0 * totals["firegrid_write_latency_seconds_sum"] / count
+        line = encode_line(series_key("ingest_stats", (("instance", self.settings.instance),)), fields, int(now * 1000))
+        self.store.put([line])
+
+    # -- run -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.store.start()
+        self.http.start()
+        self._worker.start()
+        self.consumer.start()
+
+    def stop(self) -> None:
+        """Clean stop: process and ack what was received, then disconnect (the session stays)."""
+        self.request_stop()
+        self._worker.join()
+        self.consumer.stop()
+        for batch in iter(lambda: self.inbox.take(self.settings.batch_max, timeout=0), []):
+            self.pipeline.process(batch)  # arrived during the disconnect: durable, not acked (redelivered)
+        self.store.stop(drain_timeout=2.0)
+        self.http.stop()
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; SIGHUP reloads the registry. Returns the exit code."""
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: reloading the registry")
+                self.request_reload()
+            else:
+                log.info("signal %d: draining and stopping", signum)
+                self.request_stop()
+
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, on_signal)
+        self.start()
+        log.info("firegrid ingest running: MQTT %s, InfluxDB %s/%s, HTTP %s",
+                 self.consumer.address, self.settings.influx_url, self.settings.influx_db, self.settings.http)
+        while not self._stopping.wait(0.5):
+            pass
+        self.stop()
+        if self._fatal is not None:
+            log.error("stopped: %s", self._fatal)
+            return EXIT_FATAL
+        log.info("stopped cleanly")
+        return 0

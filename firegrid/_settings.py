@@ -1,0 +1,134 @@
+"""Settings (CONTRACT §9): environment variables, or a TOML file given with --config; the
+environment wins. Validated once at start-up; an error is one readable line."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from devices import SettingsError, is_identifier
+from ingest import BrokerAddress
+
+_HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.:\[\]-]+):(?P<port>\d{1,5})$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIREGRID_", extra="forbid", frozen=True)
+
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "firegrid"
+    influx_token: SecretStr | None = None
+    influx_user: str | None = None
+    influx_password: SecretStr | None = None
+    registry: Path = Path("./registry")
+    rules: Path | None = None
+    data_dir: Path = Path("./.firegrid")
+    http: str = "127.0.0.1:8080"
+    # extensions of the contract
+    client_id: str = "firegrid-ingest"
+    """MQTT client id: fixed, so the persistent session survives restarts."""
+    topic_prefix: str = ""
+    """Prepended to every topic (several deployments on one broker; tests)."""
+    instance: str = "ingest-1"
+    """Tag of this process's ``ingest_stats`` points."""
+    batch_max: int = Field(default=5000, ge=1, le=100_000)
+    influx_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    stats_interval_s: float = Field(default=10.0, gt=0)
+    durable_fsync: bool = False
+    """fsync every spool commit (survives power loss, not only kill -9), at a cost in speed."""
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        BrokerAddress.parse(value)
+        return value
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must look like http://host:port, got {value!r}")
+        return value
+
+    @field_validator("influx_db", "instance")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not is_identifier(value):
+            raise ValueError(f"{value!r} must be letters, digits, _ . - (at most 64)")
+        return value
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        match = _HOST_PORT.match(value)
+        if not match or not (0 < int(match["port"]) < 65536):
+            raise ValueError(f"must be host:port, got {value!r}")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if any(c in value for c in "+#\x00") or (value and not value.endswith("/")):
+            raise ValueError("must end with '/' and contain no MQTT wildcards")
+        return value
+
+    @property
+    def http_host(self) -> str:
+        return self.http.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.rsplit(":", 1)[1])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # the environment wins over the TOML file
+
+
+def load_settings(config: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from ``config`` (TOML, keys as in the table without the prefix) and the environment."""
+    file_values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            raw = tomllib.loads(config.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"cannot read config file {config}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config} is not valid TOML: {exc}") from exc
+        section = raw.get("firegrid", raw)
+        file_values = {str(k).lower().removeprefix("firegrid_"): v for k, v in section.items()}
+    saved = None
+    if environ is not None:
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(environ)
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        where = f" (in {config})" if config is not None and name in file_values else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        raise SettingsError(f"invalid setting FIREGRID_{name.upper()}{where}: {message}") from exc
+    finally:
+        if saved is not None:
+            os.environ.clear()
+            os.environ.update(saved)

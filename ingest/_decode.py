@@ -1,0 +1,156 @@
+"""Topic + payload → validated readings, or rejects with a reason (CONTRACT §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import orjson
+from pydantic import ValidationError
+
+from devices import KIND_BY_NAME, MAX_BATCH, KindSpec, PatrolPayload, Payload, Reading, Registry, is_identifier
+
+MAX_PAYLOAD = 256 * 1024
+MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_AGE_MS = 30 * 24 * 3600 * 1000
+REJECT_PAYLOAD_BYTES = 1024
+
+
+class RejectReason(StrEnum):
+    """Why a message (or one element of a gateway batch) was refused; the ``rejects`` tag."""
+
+    TOO_LARGE = "too_large"
+    BAD_TOPIC = "bad_topic"
+    INVALID_JSON = "invalid_json"
+    SCHEMA = "schema"
+    UNKNOWN_DEVICE = "unknown_device"
+    DISTRICT_MISMATCH = "district_mismatch"
+    KIND_MISMATCH = "kind_mismatch"
+    TS_FUTURE = "ts_future"
+    TS_TOO_OLD = "ts_too_old"
+    UNKNOWN_WORKER = "unknown_worker"
+
+
+_RejectFn = Callable[["RejectReason", str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: RejectReason
+    topic: str
+    error: str
+    payload: bytes
+    """The first KiB of the offending message."""
+    received_ms: int
+
+
+@dataclass(slots=True)
+class Decoded:
+    readings: list[Reading] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def _describe(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    more = f" (+{exc.error_count() - limit} more)" if exc.error_count() > limit else ""
+    return "; ".join(parts) + more
+
+
+class Decoder:
+    """Decodes one MQTT message at a time against the current registry."""
+
+    def __init__(self, registry: Registry, topic_prefix: str = "") -> None:
+        self.registry = registry
+        self.prefix = topic_prefix
+
+    def decode(self, topic: str, payload: bytes, received_ms: int, out: Decoded) -> None:
+        """Append the message's readings and rejects to ``out``."""
+
+        def reject(reason: RejectReason, error: str) -> None:
+            out.rejects.append(Reject(reason, topic, error, payload[:REJECT_PAYLOAD_BYTES], received_ms))
+
+        if len(payload) > MAX_PAYLOAD:
+            reject(RejectReason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+            return
+        parts = topic[len(self.prefix) :].split("/") if topic.startswith(self.prefix) else []
+        if len(parts) != 4 or parts[0] != "fire":
+            reject(RejectReason.BAD_TOPIC, "topic must be fire/{district}/{kind}/{device_id}")
+            return
+        _, district, kind, device_id = parts
+        spec = KIND_BY_NAME.get(kind)
+        if spec is None:
+            reject(RejectReason.BAD_TOPIC, f"unknown kind {kind[:40]!r} in topic")
+            return
+        if not (is_identifier(district) and is_identifier(device_id)):
+            reject(RejectReason.BAD_TOPIC, "invalid district or device_id in topic")
+            return
+        registry = self.registry
+        slot = registry.slot_of.get(device_id)
+        if slot is None:
+            reject(RejectReason.UNKNOWN_DEVICE, f"device {device_id} is not in the registry")
+            return
+        if registry.district_of(slot) != district:
+            reject(
+                RejectReason.DISTRICT_MISMATCH,
+                f"device {device_id} is registered in district {registry.district_of(slot)}, not {district}",
+            )
+            return
+        if registry.kind_of(slot) != kind:
+            reject(
+                RejectReason.KIND_MISMATCH,
+                f"device {device_id} is registered as {registry.kind_of(slot)}, not {kind}",
+            )
+            return
+        payloads = self._validate(spec, payload, reject)
+        for index, item in enumerate(payloads):
+            ts = received_ms if item.ts is None else item.ts
+            where = f"element {index}: " if len(payloads) > 1 else ""
+            if ts > received_ms + MAX_FUTURE_MS:
+                reject(RejectReason.TS_FUTURE, f"{where}ts {ts} is more than 5 minutes in the future")
+            elif ts < received_ms - MAX_AGE_MS:
+                reject(RejectReason.TS_TOO_OLD, f"{where}ts {ts} is older than 30 days")
+            elif isinstance(item, PatrolPayload) and item.worker_id not in registry.workers:
+                reject(RejectReason.UNKNOWN_WORKER, f"{where}worker {item.worker_id} is not in the registry")
+            else:
+                out.readings.append(Reading(slot, device_id, ts, item))
+
+    @staticmethod
+    def _validate(spec: KindSpec, payload: bytes, reject: _RejectFn) -> list[Payload]:
+        """The valid payloads of a message; a batch keeps its valid elements."""
+        try:
+            value = spec.adapter.validate_json(payload)
+        except ValidationError as exc:
+            if exc.errors()[0]["type"] == "json_invalid":
+                reject(RejectReason.INVALID_JSON, _describe(exc, 1))
+                return []
+            try:
+                document = orjson.loads(payload)
+            except orjson.JSONDecodeError as json_error:  # NaN, Infinity: pydantic parses them
+                reject(RejectReason.INVALID_JSON, str(json_error))
+                return []
+            if not isinstance(document, list) or not document or len(document) > MAX_BATCH:
+                reject(RejectReason.SCHEMA, _describe_single(spec, document, exc))
+                return []
+            kept: list[Payload] = []
+            for index, element in enumerate(document):
+                try:
+                    kept.append(spec.payload.model_validate(element, strict=True))
+                except ValidationError as element_error:
+                    reject(RejectReason.SCHEMA, f"element {index}: {_describe(element_error)}")
+            return kept
+        return value if isinstance(value, list) else [value]
+
+
+def _describe_single(spec: KindSpec, document: object, exc: ValidationError) -> str:
+    if isinstance(document, list):
+        return f"a batch holds 1 to {MAX_BATCH} objects, found {len(document)}"
+    if isinstance(document, dict):
+        try:
+            spec.payload.model_validate(document, strict=True)
+        except ValidationError as single:
+            return _describe(single)
+    return f"expected a {spec.name} object or an array of them: {_describe(exc, 1)}"

@@ -1,0 +1,58 @@
+"""Readings and rejects → line protocol (CONTRACT §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from devices import Reading, Registry
+from ingest._decode import Reject
+from ingest._lineproto import encode_fields, encode_line, escape_key, quote_string, series_key
+
+
+class PointEncoder:
+    """Caches each device's series key (measurement + its four tags), built on first use."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._series: list[str | None] = [None] * registry.slots
+
+    def _series_of(self, slot: int) -> str:
+        series = self._series[slot]
+        if series is None:
+            r = self.registry
+            series = series_key(
+                r.kind_of(slot),
+                (
+                    ("district", r.district_of(slot)),
+                    ("grid", r.grid_of(slot)),
+                    ("site", r.site_of(slot)),
+                    ("device", r.device_ids[slot]),
+                ),
+            )
+            self._series[slot] = series
+        return series
+
+    def readings(self, readings: Iterable[Reading], out: list[str]) -> None:
+        for reading in readings:
+            series = self._series_of(reading.slot)
+            payload = reading.payload
+            extra = payload.influx_tags()
+            if extra:  # tag keys sort after "site" (only patrol's "worker" today)
+                series += "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(extra.items()) if v)
+            out.append(f"{series} {encode_fields(payload.influx_fields())} {reading.ts}")
+
+    @staticmethod
+    def rejects(rejects: Iterable[Reject], out: list[str]) -> None:
+        for reject in rejects:
+            fields = {
+                "topic": reject.topic,
+                "error": reject.error,
+                "payload": reject.payload.decode("utf-8", errors="backslashreplace"),
+            }
+            out.append(encode_line(series_key("rejects", (("reason", reject.reason.value),)), fields, reject.received_ms))
+
+
+def rejected_line_point(line: str, error: str, now_ms: int) -> str:
+    """A point of ``rejects`` for a line InfluxDB itself refused (reason ``influx_rejected``)."""
+    fields = f"topic={quote_string('')},error={quote_string(error)},payload={quote_string(line[:1024])}"
+    return f"{series_key('rejects', (('reason', 'influx_rejected'),))} {fields} {now_ms}"

@@ -1,0 +1,107 @@
+"""One batch of MQTT messages as a transaction: decode, dedup, evaluate, make durable, ack."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from devices import Reading, Registry
+from ingest._decode import Decoded, Decoder
+from ingest._dedup import SeqDeduplicator
+from ingest._encode import PointEncoder, rejected_line_point
+from ingest._influx import RejectedLine
+from ingest._metrics import IngestMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InMessage:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_ms: int
+    generation: int
+    """The MQTT connection the message arrived on; acks for older connections are void."""
+
+
+class ReadingSink(Protocol):
+    """Downstream of ingest (the rules engine): sees every new valid reading of a batch."""
+
+    def on_readings(self, readings: Sequence[Reading], now_ms: int) -> None: ...
+
+
+class Durable(Protocol):
+    def put(self, lines: list[str]) -> None: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        registry: Registry,
+        store: Durable,
+        metrics: IngestMetrics,
+        *,
+        topic_prefix: str = "",
+        sinks: Sequence[ReadingSink] = (),
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._sinks = list(sinks)
+        self._clock_ms = clock_ms
+        self._prefix = topic_prefix
+        self.registry = registry
+        self._decoder = Decoder(registry, topic_prefix)
+        self._encoder = PointEncoder(registry)
+        self._dedup = SeqDeduplicator(registry.slots)
+        self._pending_rejected: deque[str] = deque()  # appended by the spool drainer too
+
+    def reload(self, registry: Registry) -> None:
+        """Swap in a reloaded registry (slots of known devices are stable; dedup state is kept)."""
+        self.registry = registry
+        self._decoder = Decoder(registry, self._prefix)
+        self._encoder = PointEncoder(registry)
+        self._dedup.grow(registry.slots)
+
+    def process(self, messages: Sequence[InMessage]) -> None:
+        """Return once every reading and reject of ``messages`` is durable (then ack them)."""
+        decoded = Decoded()
+        decode = self._decoder.decode
+        for message in messages:
+            decode(message.topic, message.payload, message.received_ms, decoded)
+        before = self._dedup.duplicates
+        readings = self._dedup.filter(decoded.readings)
+        metrics = self._metrics
+        metrics.received.inc(len(messages))
+        metrics.duplicates.inc(self._dedup.duplicates - before)
+        metrics.lost.set(max(self._dedup.lost, 0))
+        metrics.batch_size.observe(len(messages))
+        for kind, count in Counter(reading.payload.kind for reading in readings).items():
+            metrics.readings.labels(kind).inc(count)
+        for reject in decoded.rejects:
+            metrics.rejected.labels(reject.reason.value).inc()
+            log.info("rejected %s from %r: %s", reject.reason.value, reject.topic[:200], reject.error[:300])
+        now_ms = self._clock_ms()
+        for sink in self._sinks:  # alerts must not wait for InfluxDB
+            sink.on_readings(readings, now_ms)
+        lines: list[str] = []
+        while self._pending_rejected:
+            lines.append(self._pending_rejected.popleft())
+        self._encoder.readings(readings, lines)
+        self._encoder.rejects(decoded.rejects, lines)
+        self._store.put(lines)
+
+    def on_influx_rejected(self, rejected: list[RejectedLine]) -> None:
+        """Lines InfluxDB refused become ``rejects`` points, written with the next batch."""
+        now_ms = self._clock_ms()
+        for item in rejected:
+            log.error("InfluxDB refused a point: %s (%s)", item.error[:300], item.line[:200])
+            self._metrics.rejected.labels("influx_rejected").inc()
+            if not item.line.startswith("rejects,"):  # a refused reject is not retried
+                self._pending_rejected.append(rejected_line_point(item.line, item.error, now_ms))

@@ -1,0 +1,95 @@
+"""Running `firegrid ingest` as a real process against the session's broker and InfluxDB."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from firegrid._services import Influxd, Mosquitto, free_port
+from tests.helpers import eventually, write_registry
+
+
+class IngestProcess:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = f"http://{env['FIREGRID_HTTP']}"
+
+    def start(self, wait: bool = True) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "firegrid", "ingest"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        if wait:
+            eventually(self.healthy, timeout=30, what=f"firegrid ingest healthy (log {self.log_path})")
+
+    def health(self) -> dict[str, object] | None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"firegrid ingest exited with {self.proc.returncode}: {self.log()[-2000:]}")
+        try:
+            response = httpx.get(f"{self.http}/healthz", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+    def healthy(self) -> bool:
+        health = self.health()
+        return health is not None and health["mqtt"] == "connected"
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.http}/metrics", timeout=5).text
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def registry_dir(tmp_path: Path) -> Path:
+    return write_registry(tmp_path / "registry")
+
+
+@pytest.fixture
+def ingest_env(
+    broker: Mosquitto, influx: Influxd, influx_db: str, topic_prefix: str, registry_dir: Path, data_dir: Path
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
+    env.update(
+        FIREGRID_MQTT_URL=broker.url,
+        FIREGRID_INFLUX_URL=influx.url,
+        FIREGRID_INFLUX_DB=influx_db,
+        FIREGRID_REGISTRY=str(registry_dir),
+        FIREGRID_DATA_DIR=str(data_dir),
+        FIREGRID_HTTP=f"127.0.0.1:{free_port()}",
+        FIREGRID_TOPIC_PREFIX=topic_prefix,
+        FIREGRID_CLIENT_ID=f"firegrid-{topic_prefix.rstrip('/')}",
+        FIREGRID_STATS_INTERVAL_S="1",
+    )
+    return env
+
+
+@pytest.fixture
+def ingest(ingest_env: dict[str, str], tmp_path: Path) -> Iterator[IngestProcess]:
+    process = IngestProcess(ingest_env, tmp_path / "ingest.log")
+    process.start()
+    yield process
+    if process.proc is not None and process.proc.poll() is None:
+        process.proc.send_signal(signal.SIGKILL)
+        process.proc.wait(30)

@@ -1,0 +1,51 @@
+"""A small paho publisher/subscriber for tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from tests.helpers import eventually
+
+
+class TestClient:
+    __test__ = False
+
+    def __init__(self, port: int, client_id: str = "") -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        eventually(self.client.is_connected, timeout=10, what="test MQTT client connected")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, message.payload))
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        result, mid = self.client.subscribe(topic, qos)
+        assert result == mqtt.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload: bytes | str | dict[str, Any] | list[Any], qos: int = 1) -> None:
+        if isinstance(payload, dict | list):
+            payload = orjson.dumps(payload)
+        info = self.client.publish(topic, payload, qos=qos)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS, info.rc
+
+    def publish_many(self, items: Iterable[tuple[str, bytes]], qos: int = 1) -> int:
+        infos = [self.client.publish(topic, payload, qos=qos) for topic, payload in items]
+        for info in infos:
+            info.wait_for_publish(30)
+        return len(infos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
