@@ -1,0 +1,27 @@
+"""The rules engine (CONTRACT §7): readings and the service time in, hits out. Pure: no clock, no I/O.
+
+Typical use by the ingest/alerts layer::
+
+    engine = RuleEngine(registry, load_rules(path), now_ms)   # or RuleEngine.restore(...)
+    hits = engine.process(readings, now_ms)                   # after each batch
+    hits += engine.tick(now_ms)                               # when engine.next_deadline() is due
+"""
+
+from rules._config import RulesConfig, load_rules
+from rules._engine import RuleEngine, load_snapshot, save_snapshot
+from rules._hit import RULE_TYPES, SEVERITIES, SITE_TYPES, Hit, HitState, Key, Severity
+
+__all__ = [
+    "RULE_TYPES",
+    "SEVERITIES",
+    "SITE_TYPES",
+    "Hit",
+    "HitState",
+    "Key",
+    "RuleEngine",
+    "RulesConfig",
+    "Severity",
+    "load_rules",
+    "load_snapshot",
+    "save_snapshot",
+]

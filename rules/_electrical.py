@@ -1,0 +1,248 @@
+"""Electrical-fire monitors: RESIDUAL_CURRENT_HIGH, CABLE_OVERHEAT (escalating) and TEMP_RISE_FAST.
+
+TEMP_RISE_FAST keeps a ring of :data:`RING` (ts, max temp_c) points per device. Readings are
+decimated into buckets of ``window_s / (RING - 1)`` (8 s by default): a reading in the same
+bucket as the newest point replaces it, so the ring always spans the whole window even for
+devices that report every second. The slope is the least-squares fit over the points whose
+``ts`` lies in ``[ts - window_s, ts]``; it raises at ≥ ``rate_c_per_min`` with at least
+``min_readings`` points spanning ``min_span_s``, and clears once a fit over at least two points
+gives a slope below ``clear_rate_c_per_min``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from devices import ElectricalPayload, Reading
+from rules._family import (
+    NO_TS,
+    Array,
+    Batch,
+    Cols,
+    Column,
+    Family,
+    Floats,
+    KindView,
+    fault_flags,
+    floats,
+    machine_columns,
+    per_device,
+    positions,
+    step,
+)
+from rules._hit import Hit, duration, num
+
+KIND = "electrical"
+RING = 16
+
+
+def extract(readings: Sequence[Reading]) -> dict[str, Array]:
+    payloads: list[ElectricalPayload] = [r.payload for r in readings]  # type: ignore[misc]
+    return {
+        "residual_ma": floats([p.residual_ma for p in payloads]),
+        "temp_c_max": floats([max(t) if (t := p.temp_c) else None for p in payloads]),
+        "fault": fault_flags(payloads),
+    }
+
+
+class ElectricalRules(Family):
+    kinds = (KIND,)
+    types = ("RESIDUAL_CURRENT_HIGH", "CABLE_OVERHEAT", "TEMP_RISE_FAST")
+
+    residual_limit: Floats
+    temp_limit: Floats
+
+    def columns(self, kind: str) -> dict[str, Column]:
+        return {
+            **machine_columns("RESIDUAL_CURRENT_HIGH"),
+            **machine_columns("CABLE_OVERHEAT"),
+            "CABLE_OVERHEAT.level": Column(np.int8, 0),
+            **machine_columns("TEMP_RISE_FAST"),
+            "rise.ts": Column(np.int64, NO_TS, RING),
+            "rise.temp": Column(np.float32, np.nan, RING),
+            "rise.head": Column(np.int8, 0),
+        }
+
+    def configure(self, view: KindView, cols: Cols) -> None:
+        cfg = self.ctx.config
+        self.residual_limit = per_device(self.ctx, view, "residual_ma_limit", cfg.residual_current_high.limit)
+        self.temp_limit = per_device(self.ctx, view, "temp_limit_c", cfg.cable_overheat.limit)
+
+    def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        self._residual(batch, cols, out)
+        temp = batch.fields["temp_c_max"]
+        has_temp = ~np.isnan(temp)
+        if has_temp.any():
+            self._overheat(batch, cols, temp, has_temp, out)
+            self._rise(batch, cols, temp, has_temp, out)
+
+    def _residual(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        rule = self.ctx.config.residual_current_high
+        value = batch.fields["residual_ma"]
+        limit = self.residual_limit[batch.local]
+        valid = ~np.isnan(value)
+        up, down = step(
+            cols,
+            "RESIDUAL_CURRENT_HIGH",
+            batch.local,
+            batch.ts,
+            up=value >= limit,
+            down=value < limit * rule.clear_ratio,
+            valid=valid,
+            for_ms=rule.for_s * 1000,
+        )
+        for i in positions(up):
+            v, lim = float(value[i]), float(limit[i])
+            self.ctx.hit(
+                out,
+                "RESIDUAL_CURRENT_HIGH",
+                int(batch.slots[i]),
+                "raise",
+                value=v,
+                threshold=lim,
+                ts=int(batch.ts[i]),
+                message=f"Residual current {num(v)} mA ≥ {num(lim)} mA{_for(rule.for_s)}",
+            )
+        for i in positions(down):
+            v, lim = float(value[i]), float(limit[i])
+            self.ctx.hit(
+                out,
+                "RESIDUAL_CURRENT_HIGH",
+                int(batch.slots[i]),
+                "clear",
+                value=v,
+                threshold=lim,
+                ts=int(batch.ts[i]),
+                message=f"Residual current {num(v)} mA < {num(lim * rule.clear_ratio)} mA: cleared",
+            )
+
+    def _overheat(self, batch: Batch, cols: Cols, temp: Floats, valid: Array, out: list[Hit]) -> None:
+        rule = self.ctx.config.cable_overheat
+        limit = self.temp_limit[batch.local]
+        with np.errstate(invalid="ignore"):
+            up, down = step(
+                cols,
+                "CABLE_OVERHEAT",
+                batch.local,
+                batch.ts,
+                up=temp >= limit,
+                down=temp < limit - rule.clear_delta,
+                valid=valid,
+                for_ms=rule.for_s * 1000,
+            )
+        level = cols["CABLE_OVERHEAT.level"]
+        critical_at = (
+            limit + rule.critical_delta if rule.critical_delta is not None else np.full_like(limit, np.inf)
+        )
+        base_critical = rule.severity == "critical"
+        for i in positions(up):
+            v, lim = float(temp[i]), float(limit[i])
+            critical = base_critical or v >= critical_at[i]
+            level[batch.local[i]] = 2 if critical else 1
+            self.ctx.hit(
+                out,
+                "CABLE_OVERHEAT",
+                int(batch.slots[i]),
+                "raise",
+                value=v,
+                threshold=lim,
+                ts=int(batch.ts[i]),
+                message=f"Cable temperature {num(v)} °C ≥ {num(lim)} °C{_for(rule.for_s)}",
+                severity="critical" if critical else None,
+            )
+        escalate = (level[batch.local] == 1) & (temp >= critical_at) & ~up & ~down
+        for i in positions(escalate):
+            v, lim = float(temp[i]), float(limit[i])
+            level[batch.local[i]] = 2
+            self.ctx.hit(
+                out,
+                "CABLE_OVERHEAT",
+                int(batch.slots[i]),
+                "raise",
+                value=v,
+                threshold=lim,
+                ts=int(batch.ts[i]),
+                message=f"Cable temperature {num(v)} °C ≥ {num(float(critical_at[i]))} °C "
+                f"(limit {num(lim)} °C + {num(rule.critical_delta or 0)}): critical",
+                severity="critical",
+            )
+        for i in positions(down):
+            v, lim = float(temp[i]), float(limit[i])
+            level[batch.local[i]] = 0
+            self.ctx.hit(
+                out,
+                "CABLE_OVERHEAT",
+                int(batch.slots[i]),
+                "clear",
+                value=v,
+                threshold=lim,
+                ts=int(batch.ts[i]),
+                message=f"Cable temperature {num(v)} °C < {num(lim - rule.clear_delta)} °C: cleared",
+            )
+
+    def _rise(self, batch: Batch, cols: Cols, temp: Floats, has_temp: Array, out: list[Hit]) -> None:
+        rule = self.ctx.config.temp_rise_fast
+        window = int(rule.window_s * 1000)
+        bucket = max(1, window // (RING - 1))
+        sel = np.flatnonzero(has_temp)
+        local, ts, value = batch.local[sel], batch.ts[sel], temp[sel]
+        ring_ts, ring_temp, heads = cols["rise.ts"], cols["rise.temp"], cols["rise.head"]
+        rows = np.arange(sel.size)
+        head = heads[local].astype(np.int64)
+        points = ring_ts[local]  # (m, RING) copy
+        newest = points[rows, head]
+        same = (newest != NO_TS) & (newest // bucket == ts // bucket)
+        head = np.where(same, head, (head + 1) % RING)
+        heads[local] = head
+        ring_ts[local, head] = ts
+        ring_temp[local, head] = value
+        points[rows, head] = ts
+        temps = ring_temp[local].astype(np.float64)
+
+        inside = (points >= (ts - window)[:, None]) & (points <= ts[:, None])
+        x = np.where(inside, (points - ts[:, None]) / 60000.0, 0.0)  # minutes before this reading
+        y = np.where(inside, temps, 0.0)
+        n = inside.sum(axis=1).astype(np.float64)
+        sx, sy = x.sum(axis=1), y.sum(axis=1)
+        sxx, sxy = (x * x).sum(axis=1), (x * y).sum(axis=1)
+        den = n * sxx - sx * sx
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope = np.where(den > 1e-12, (n * sxy - sx * sy) / den, np.nan)
+        span_s = np.where(inside, x, np.inf).min(axis=1) * -60.0
+        fit = ~np.isnan(slope)
+        up = fit & (n >= rule.min_readings) & (span_s >= rule.min_span_s) & (slope >= rule.rate_c_per_min)
+        down = fit & (slope < rule.clear_rate_c_per_min)
+        valid = np.ones(sel.size, dtype=np.bool_)
+        fire, clear = step(cols, "TEMP_RISE_FAST", local, ts, up=up, down=down, valid=valid, for_ms=0)
+        for j in positions(fire):
+            i, s = int(sel[j]), float(slope[j])
+            self.ctx.hit(
+                out,
+                "TEMP_RISE_FAST",
+                int(batch.slots[i]),
+                "raise",
+                value=s,
+                threshold=rule.rate_c_per_min,
+                ts=int(batch.ts[i]),
+                message=f"Cable temperature rising {num(s)} °C/min over {duration(float(span_s[j]))} "
+                f"(≥ {num(rule.rate_c_per_min)} °C/min), now {num(float(temp[i]))} °C",
+            )
+        for j in positions(clear):
+            i, s = int(sel[j]), float(slope[j])
+            self.ctx.hit(
+                out,
+                "TEMP_RISE_FAST",
+                int(batch.slots[i]),
+                "clear",
+                value=s,
+                threshold=rule.rate_c_per_min,
+                ts=int(batch.ts[i]),
+                message=f"Cable temperature rise {num(s)} °C/min "
+                f"< {num(rule.clear_rate_c_per_min)} °C/min: cleared",
+            )
+
+
+def _for(seconds: float) -> str:
+    return f" for {duration(seconds)}" if seconds > 0 else ""

@@ -1,0 +1,374 @@
+"""The rules engine: per-device state in numpy arrays, batches evaluated vectorised.
+
+Time is always passed in: ``now_ms`` is the service clock (epoch ms) of the caller; durations of
+``for`` conditions are measured on the readings' own ``ts``. The engine never reads a clock,
+sleeps or does I/O, except :func:`save_snapshot` / :func:`load_snapshot`, which take a path.
+
+Slots and local indices: every registry slot of kind *k* gets a local index into *k*'s state
+arrays, stable across reloads (a reload only appends). A retired slot keeps its entry but stops
+producing hits; a device that comes back continues with its old state and a fresh offline timer.
+
+Repeated devices in one batch are evaluated in *rounds*: round *r* holds every device's *r*-th
+reading of the batch, so each round has unique local indices and fancy-indexed gathers and
+scatters are exact. A batch without repeats is one round.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices import KIND_CODE, KINDS, Reading, Registry, RulesError
+from rules._all import EXTRACTORS, FAMILIES
+from rules._config import RulesConfig
+from rules._family import Array, Batch, Cols, Context, Family, Int64s, KindView
+from rules._hit import Hit
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = 1
+RETIRED = -1
+
+
+class RuleEngine:
+    """Evaluate readings and timers; see the module docstring.
+
+    ``RuleEngine(registry, config, now_ms)`` starts fresh at service time ``now_ms``: devices
+    never heard from count as silent from then on.
+    """
+
+    def __init__(self, registry: Registry, config: RulesConfig | None = None, now_ms: int = 0) -> None:
+        self._ctx = Context(registry, config or RulesConfig())
+        self._families: list[Family] = [family(self._ctx) for family in FAMILIES]
+        self._by_kind: dict[str, list[Family]] = {
+            spec.name: [f for f in self._families if spec.name in f.kinds] for spec in KINDS
+        }
+        self._local: Int64s = np.zeros(0, dtype=np.int64)
+        """slot → local index within its kind (-1: none)."""
+        self._local_code: Array = np.zeros(0, dtype=np.int8)
+        """slot → kind code of its local entry (-1: none)."""
+        self._views: dict[str, KindView] = {
+            spec.name: KindView(spec.name, KIND_CODE[spec.name], np.zeros(0, np.int64), np.zeros(0, np.bool_))
+            for spec in KINDS
+        }
+        self._cols: dict[str, dict[str, Cols]] = {
+            spec.name: {f.name: _empty(f, spec.name) for f in self._by_kind[spec.name]} for spec in KINDS
+        }
+        self.started_ms = now_ms
+        self._clock = now_ms
+        self._suspended_at: int | None = None
+        self._sync(registry, now_ms)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> Registry:
+        return self._ctx.registry
+
+    @property
+    def config(self) -> RulesConfig:
+        return self._ctx.config
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended_at is not None
+
+    def process(self, readings: Sequence[Reading], now_ms: int) -> list[Hit]:
+        """Evaluate a batch of valid readings received at service time ``now_ms``.
+
+        Readings of one device must be in ``ts`` order; readings of unknown or retired slots, or
+        whose kind differs from the registry's, are ignored.
+        """
+        self._clock = max(self._clock, now_ms)
+        out: list[Hit] = []
+        if not readings:
+            return out
+        groups: dict[str, list[Reading]] = {}
+        for reading in readings:
+            groups.setdefault(reading.payload.kind, []).append(reading)
+        for kind, group in groups.items():
+            self._process_kind(kind, group, now_ms, out)
+        return out
+
+    def tick(self, now_ms: int) -> list[Hit]:
+        """Fire the timers due at ``now_ms`` (DEVICE_OFFLINE, PATROL_MISSED); nothing while suspended."""
+        self._clock = max(self._clock, now_ms)
+        out: list[Hit] = []
+        if self._suspended_at is not None:
+            return out
+        for kind, families in self._by_kind.items():
+            view = self._views[kind]
+            for family in families:
+                family.tick(view, self._cols[kind][family.name], now_ms, out)
+        return out
+
+    def next_deadline(self) -> int | None:
+        """The earliest service time at which :meth:`tick` has something to do (None: nothing)."""
+        if self._suspended_at is not None:
+            return None
+        best: int | None = None
+        for kind, families in self._by_kind.items():
+            view = self._views[kind]
+            for family in families:
+                due = family.deadline(view, self._cols[kind][family.name])
+                if due is not None and (best is None or due < best):
+                    best = due
+        return best
+
+    def suspend(self, now_ms: int) -> None:
+        """firegrid cannot receive from ``now_ms`` on (broker connection lost)."""
+        if self._suspended_at is None:
+            self._suspended_at = now_ms
+
+    def resume(self, now_ms: int) -> None:
+        """Receiving again: timers that were running move by the deaf interval."""
+        if self._suspended_at is None:
+            return
+        deaf_from, self._suspended_at = self._suspended_at, None
+        self._shift(deaf_from, now_ms - deaf_from)
+        self._clock = max(self._clock, now_ms)
+
+    def reload(self, registry: Registry, now_ms: int | None = None) -> None:
+        """Take a reloaded registry (``Registry.load(path, previous=...)``: known slots stay put)."""
+        if registry.slots < self.registry.slots:
+            raise ValueError("a reloaded registry must keep every slot (load it with previous=...)")
+        self._ctx.registry = registry
+        self._sync(registry, self._clock if now_ms is None else now_ms)
+
+    # -- snapshot -----------------------------------------------------------------------------
+
+    def snapshot(self, now_ms: int | None = None) -> bytes:
+        """The whole rule state as bytes (numpy ``.npz``, no pickle), saved at service time ``now_ms``."""
+        saved_at = self._clock if now_ms is None else now_ms
+        arrays: dict[str, Array] = {}
+        ids = self.registry.device_ids
+        kinds: dict[str, int] = {}
+        for kind, view in self._views.items():
+            kinds[kind] = view.n
+            text = "\n".join(ids[s] if s >= 0 else "" for s in view.slots.tolist())
+            arrays[f"ids/{kind}"] = np.frombuffer(text.encode(), dtype=np.uint8)
+            for family_name, cols in self._cols[kind].items():
+                for column, values in cols.items():
+                    arrays[f"col/{kind}/{family_name}/{column}"] = values
+        meta = {
+            "version": SNAPSHOT_VERSION,
+            "saved_at": saved_at,
+            "suspended_at": self._suspended_at,
+            "started_ms": self.started_ms,
+            "kinds": kinds,
+            "extra": {f.name: f.extra_state() for f in self._families},
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def restore(
+        cls,
+        registry: Registry,
+        config: RulesConfig | None,
+        data: bytes,
+        now_ms: int,
+        source: str = "snapshot",
+    ) -> RuleEngine:
+        """An engine continuing from ``data`` at service time ``now_ms``.
+
+        Devices are matched by device_id, so the registry may have been edited in between.
+        firegrid heard nothing between the snapshot (or the suspension before it) and ``now_ms``:
+        running timers move by that interval. Raises :class:`RulesError` for unreadable data.
+        """
+        engine = cls(registry, config, now_ms)
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                stored = {name: npz[name] for name in npz.files}
+            meta = json.loads(bytes(stored["meta"]).decode())
+            if meta.get("version") != SNAPSHOT_VERSION:
+                raise ValueError(f"version {meta.get('version')!r}, expected {SNAPSHOT_VERSION}")
+            engine._load(stored, meta)
+        except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
+            raise RulesError(f"rule state {source}: unreadable snapshot: {exc}") from exc
+        deaf_from = meta["suspended_at"] if meta.get("suspended_at") is not None else int(meta["saved_at"])
+        engine.started_ms = int(meta.get("started_ms", now_ms))
+        if now_ms > deaf_from:
+            engine._shift(int(deaf_from), now_ms - int(deaf_from))
+        return engine
+
+    def _load(self, stored: dict[str, Array], meta: dict[str, Any]) -> None:
+        reg = self.registry
+        for kind in meta["kinds"]:
+            if kind not in self._views:
+                continue
+            view = self._views[kind]
+            code = KIND_CODE[kind]
+            old_ids = bytes(stored[f"ids/{kind}"]).decode().split("\n") if meta["kinds"][kind] else []
+            new_local = np.full(len(old_ids), -1, dtype=np.int64)
+            for i, device_id in enumerate(old_ids):
+                slot = reg.slot_of.get(device_id) if device_id else None
+                if slot is not None and self._local_code[slot] == code:
+                    new_local[i] = self._local[slot]
+            ok = new_local >= 0
+            src, dst = np.flatnonzero(ok), new_local[ok]
+            for family_name, cols in self._cols[kind].items():
+                for column, values in cols.items():
+                    old = stored.get(f"col/{kind}/{family_name}/{column}")
+                    if old is None or old.shape[1:] != values.shape[1:] or old.shape[0] != len(old_ids):
+                        continue
+                    values[dst] = old[src].astype(values.dtype)
+            for family in self._by_kind[kind]:
+                family.configure(view, self._cols[kind][family.name])
+        for family in self._families:
+            family.load_extra_state(meta.get("extra", {}).get(family.name, {}))
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _process_kind(self, kind: str, group: list[Reading], now_ms: int, out: list[Hit]) -> None:
+        families = self._by_kind.get(kind)
+        if not families:
+            return
+        n = len(group)
+        slots = np.fromiter((r.slot for r in group), dtype=np.int64, count=n)
+        ts = np.fromiter((r.ts for r in group), dtype=np.int64, count=n)
+        code = KIND_CODE[kind]
+        known = (slots >= 0) & (slots < self._local.size)
+        good = known.copy()
+        good[known] = (self.registry.kind_code[slots[known]] == code) & (
+            self._local_code[slots[known]] == code
+        )
+        if not good.all():
+            keep = np.flatnonzero(good)
+            log.debug("rules: ignoring %d %s readings of unknown or retired devices", n - keep.size, kind)
+            if not keep.size:
+                return
+            group = [group[i] for i in keep.tolist()]
+            slots, ts = slots[keep], ts[keep]
+        local = self._local[slots]
+        fields = EXTRACTORS[kind](group)
+        ordered = np.sort(local)
+        unique = not bool((ordered[1:] == ordered[:-1]).any())
+        whole = Batch(kind, group, slots, local, ts, fields, now_ms, unique)
+        cols = self._cols[kind]
+        for family in families:
+            if not family.rounds:
+                family.process(whole, cols[family.name], out)
+        round_families = [f for f in families if f.rounds]
+        if unique:
+            for family in round_families:
+                family.process(whole, cols[family.name], out)
+            return
+        for idx in _rounds(local):
+            part = Batch(
+                kind,
+                [group[i] for i in idx.tolist()],
+                slots[idx],
+                local[idx],
+                ts[idx],
+                {name: values[idx] for name, values in fields.items()},
+                now_ms,
+                True,
+            )
+            for family in round_families:
+                family.process(part, cols[family.name], out)
+
+    def _sync(self, registry: Registry, now_ms: int) -> None:
+        """Map slots to local entries, grow state arrays, (re)configure, start and stop timers."""
+        n = registry.slots
+        codes = registry.kind_code
+        old_n = self._local.size
+        local = np.full(n, -1, dtype=np.int64)
+        local[:old_n] = self._local
+        local_code = np.full(n, -1, dtype=np.int8)
+        local_code[:old_n] = self._local_code
+        for spec in KINDS:
+            kind, code = spec.name, KIND_CODE[spec.name]
+            view = self._views[kind]
+            l2s = view.slots.copy()
+            # a device whose kind changed leaves its old entry behind
+            moved = np.flatnonzero((local_code == code) & (codes != code) & (codes != RETIRED))
+            if moved.size:
+                l2s[local[moved]] = -1
+                local[moved] = -1
+                local_code[moved] = -1
+            fresh = np.flatnonzero((codes == code) & (local_code == -1))
+            if fresh.size:
+                local[fresh] = np.arange(l2s.size, l2s.size + fresh.size)
+                local_code[fresh] = code
+                l2s = np.concatenate([l2s, fresh])
+            alive = np.zeros(l2s.size, dtype=np.bool_)
+            mapped = l2s >= 0
+            alive[mapped] = codes[l2s[mapped]] == code
+            was_alive = np.zeros(l2s.size, dtype=np.bool_)
+            was_alive[: view.alive.size] = view.alive
+            new_view = KindView(kind, code, l2s, alive)
+            self._views[kind] = new_view
+            for family in self._by_kind[kind]:
+                cols = self._cols[kind][family.name]
+                for column, spec_ in family.columns(kind).items():
+                    cols[column] = _grow(cols[column], l2s.size, spec_.fill)
+                family.configure(new_view, cols)
+                started = np.flatnonzero(alive & ~was_alive)
+                if started.size:
+                    family.started(new_view, cols, started, now_ms)
+                stopped = np.flatnonzero(was_alive & ~alive)
+                if stopped.size:
+                    family.stopped(new_view, cols, stopped)
+        self._local, self._local_code = local, local_code
+
+    def _shift(self, deaf_from: int, delta_ms: int) -> None:
+        if delta_ms <= 0:
+            return
+        for kind, families in self._by_kind.items():
+            for family in families:
+                family.shift(self._views[kind], self._cols[kind][family.name], deaf_from, delta_ms)
+
+
+def _empty(family: Family, kind: str) -> Cols:
+    return {
+        name: np.full((0, c.width) if c.width else 0, c.fill, dtype=c.dtype)
+        for name, c in family.columns(kind).items()
+    }
+
+
+def _grow(values: Array, n: int, fill: int | float | bool) -> Array:
+    if values.shape[0] >= n:
+        return values
+    grown = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+    grown[: values.shape[0]] = values
+    return grown
+
+
+def _rounds(local: Int64s) -> list[Int64s]:
+    """Index arrays (in batch order) of each device's 1st, 2nd, … reading."""
+    order = np.argsort(local, kind="stable")
+    ordered = local[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    run = np.repeat(starts, np.diff(np.r_[starts, ordered.size]))
+    rank = np.empty(local.size, dtype=np.int64)
+    rank[order] = np.arange(local.size) - run
+    return [np.flatnonzero(rank == r) for r in range(int(rank.max()) + 1)]
+
+
+def save_snapshot(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def load_snapshot(path: Path) -> bytes | None:
+    """The bytes saved at ``path``, or None when there is no snapshot yet."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None

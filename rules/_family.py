@@ -1,0 +1,245 @@
+"""The seam between the engine and the rule families, and the shared `for` + hysteresis machine.
+
+A rule family (one module per family) declares the device kinds it reads, the event types it can
+emit and its state *columns*: numpy arrays whose first axis is the kind's local index (the
+engine maps registry slots to per-kind local indices so that a province of 1,000,000 devices
+keeps only the state its kinds need). The engine owns the arrays: it sizes them, grows them on a
+registry reload, remaps them on restore, and hands each family its own columns.
+
+Families are pure: :meth:`Family.process` gets a batch of readings (with the service time
+``now_ms``) and appends hits; :meth:`Family.tick` does the same for timers. No wall clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from devices import Reading, Registry
+from rules._config import RulesConfig
+from rules._hit import SITE_TYPES, Hit, HitState, Severity
+
+NO_TS = int(np.iinfo(np.int64).min)
+"""``since`` of a condition that is not pending."""
+NEVER = int(np.iinfo(np.int64).max)
+"""``due`` of a timer that is not running."""
+
+Int64s = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+Array = npt.NDArray[Any]
+Cols = dict[str, Array]
+"""One family's columns for one kind, by column name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A state column: dtype, the value of a fresh entry and an optional second axis."""
+
+    dtype: type[np.generic]
+    fill: int | float | bool
+    width: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KindView:
+    """The engine's map of one kind: local index → registry slot, and which entries are alive."""
+
+    kind: str
+    code: int
+    slots: Int64s
+    """Local index → slot (-1 for an entry whose device changed kind)."""
+    alive: Bools
+    """Local entries whose device is in the registry now (not retired)."""
+
+    @property
+    def n(self) -> int:
+        return int(self.slots.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings of one kind, in ts order per device.
+
+    With ``unique`` the local indices have no repeats (one *round*), so state may be gathered
+    and scattered with fancy indexing; families with ``rounds = False`` get the whole kind's
+    readings in batch order instead, repeats included.
+    """
+
+    kind: str
+    readings: Sequence[Reading]
+    slots: Int64s
+    local: Int64s
+    ts: Int64s
+    fields: Mapping[str, Array]
+    now_ms: int
+    unique: bool
+
+
+class Context:
+    """What families share: the registry (replaced on reload), the config, and hit building."""
+
+    def __init__(self, registry: Registry, config: RulesConfig) -> None:
+        self.registry = registry
+        self.config = config
+
+    def enabled(self, rule_type: str) -> bool:
+        return self.config.rule(rule_type).enabled
+
+    def severity(self, rule_type: str) -> Severity:
+        return self.config.rule(rule_type).severity
+
+    def hit(
+        self,
+        out: list[Hit],
+        rule_type: str,
+        slot: int,
+        state: HitState,
+        *,
+        value: float | None,
+        threshold: float | None,
+        ts: int,
+        message: str,
+        severity: Severity | None = None,
+    ) -> None:
+        """Append a hit for the device in ``slot`` (unless the rule is disabled)."""
+        rule = self.config.rule(rule_type)
+        if not rule.enabled:
+            return
+        reg = self.registry
+        device_id = reg.device_ids[slot]
+        site_id = reg.site_of(slot)
+        scope, subject = ("site", site_id) if rule_type in SITE_TYPES else ("device", device_id)
+        out.append(
+            Hit(
+                type=rule_type,
+                severity=severity or rule.severity,
+                kind=reg.kind_of(slot),
+                slot=slot,
+                device_id=device_id,
+                site_id=site_id,
+                grid_id=reg.grid_of(slot),
+                district=reg.district_of(slot),
+                key=(scope, subject, rule_type),
+                state=state,
+                value=None if value is None else float(value),
+                threshold=None if threshold is None else float(threshold),
+                ts=int(ts),
+                message=message,
+            )
+        )
+
+
+class Family:
+    """Base of a rule family; override what the family needs."""
+
+    kinds: ClassVar[tuple[str, ...]] = ()
+    types: ClassVar[tuple[str, ...]] = ()
+    rounds: ClassVar[bool] = True
+    """True: :meth:`process` gets one round at a time (unique local indices)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def columns(self, kind: str) -> dict[str, Column]:
+        return {}
+
+    def configure(self, view: KindView, cols: Cols) -> None:
+        """Derive per-device parameters (limits, deadlines) from registry and config."""
+
+    def started(self, view: KindView, cols: Cols, local: Int64s, now_ms: int) -> None:
+        """Entries that became alive (service start, new or returning device) at ``now_ms``."""
+
+    def stopped(self, view: KindView, cols: Cols, local: Int64s) -> None:
+        """Entries whose device left the registry: stop their timers."""
+
+    def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        raise NotImplementedError
+
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
+        """Timers due at ``now_ms``."""
+
+    def deadline(self, view: KindView, cols: Cols) -> int | None:
+        """The earliest time a timer of this kind fires, if any."""
+        return None
+
+    def shift(self, view: KindView, cols: Cols, deaf_from_ms: int, delta_ms: int) -> None:
+        """firegrid could not receive from ``deaf_from_ms`` for ``delta_ms``: move running timers."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-able state not indexed by device (per site, per worker)."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+def machine_columns(rule_type: str) -> dict[str, Column]:
+    """Columns of one `for` + hysteresis condition: raised flag and start of the pending run."""
+    return {f"{rule_type}.active": Column(np.bool_, False), f"{rule_type}.since": Column(np.int64, NO_TS)}
+
+
+def step(
+    cols: Cols,
+    rule_type: str,
+    local: Int64s,
+    ts: Int64s,
+    *,
+    up: Bools,
+    down: Bools,
+    valid: Bools,
+    for_ms: float,
+) -> tuple[Bools, Bools]:
+    """Advance one condition over one round; return the (raised, cleared) masks of the round.
+
+    ``up``: the raise condition holds; ``down``: the clear condition holds (hysteresis: both are
+    false in the band between them); ``valid``: the reading carries the value at all (a reading
+    without it leaves the state alone). With ``for_ms`` the raise condition must hold on every
+    reading from the first violating one to one at least ``for_ms`` later.
+    """
+    active = cols[f"{rule_type}.active"]
+    a = active[local]
+    if for_ms <= 0:
+        fire = up & ~a
+    else:
+        since = cols[f"{rule_type}.since"]
+        s = since[local]
+        pending = up & ~a
+        s = np.where(pending & (s == NO_TS), ts, s)
+        fire = pending & (ts - s >= for_ms)
+        since[local] = np.where(fire | (valid & ~up), NO_TS, s)
+    clear = down & a
+    if fire.any() or clear.any():
+        active[local] = (a | fire) & ~clear
+    return fire, clear
+
+
+def positions(mask: Bools) -> list[int]:
+    return np.flatnonzero(mask).tolist() if mask.any() else []
+
+
+def per_device(ctx: Context, view: KindView, column: str, default: float) -> Floats:
+    """A devices.csv override column for the kind's entries, ``default`` where the cell is empty."""
+    values = np.full(view.n, default, dtype=np.float64)
+    ok = view.slots >= 0
+    given = ctx.registry.overrides[column][view.slots[ok]].astype(np.float64)
+    values[ok] = np.where(np.isnan(given), default, given)
+    return values
+
+
+def floats(values: Sequence[float | None]) -> Floats:
+    """A float array with NaN for absent values."""
+    return np.array(values, dtype=np.float64)
+
+
+def fault_flags(payloads: Sequence[Any]) -> Bools:
+    """True where the payload reports a non-empty fault."""
+    return np.array([bool(p.fault) for p in payloads], dtype=np.bool_)

@@ -1,0 +1,177 @@
+"""Smoke detectors: FIRE_ALARM, TAMPER and FIRE_CONFIRMED (≥2 detectors of one site in alarm).
+
+FIRE_CONFIRMED is evaluated at each detector's alarm onset (the reading that raises its
+FIRE_ALARM): when other detectors of the same site have sent an alarm within ``window_s`` of it
+(by reading ``ts``), the site's fire is confirmed. It has no clear; every further confirming
+onset raises again (the alerts layer counts repeats on the site's open event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from devices import Reading, SmokePayload
+from rules._family import (
+    Array,
+    Batch,
+    Cols,
+    Column,
+    Context,
+    Family,
+    KindView,
+    fault_flags,
+    floats,
+    machine_columns,
+    positions,
+    step,
+)
+from rules._hit import Hit, duration
+
+KIND = "smoke"
+
+
+def extract(readings: Sequence[Reading]) -> dict[str, Array]:
+    """The smoke fields rules read, as arrays (NaN where absent)."""
+    payloads: list[SmokePayload] = [r.payload for r in readings]  # type: ignore[misc]
+    return {
+        "alarm": np.array([p.alarm for p in payloads], dtype=np.bool_),
+        "tamper": floats([p.tamper for p in payloads]),  # 1.0, 0.0 or NaN
+        "battery_pct": floats([p.battery_pct for p in payloads]),
+        "fault": fault_flags(payloads),
+    }
+
+
+class SmokeRules(Family):
+    kinds = (KIND,)
+    types = ("FIRE_ALARM", "TAMPER", "FIRE_CONFIRMED")
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.sites: dict[str, dict[str, int]] = {}
+        """site_id → {device_id: ts of its latest alarm reading} within the window."""
+
+    def columns(self, kind: str) -> dict[str, Column]:
+        return {**machine_columns("FIRE_ALARM"), **machine_columns("TAMPER")}
+
+    def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        cfg = self.ctx.config
+        f = batch.fields
+        alarm = f["alarm"]
+        all_valid = np.ones(alarm.size, dtype=np.bool_)
+        up, down = step(
+            cols,
+            "FIRE_ALARM",
+            batch.local,
+            batch.ts,
+            up=alarm,
+            down=~alarm,
+            valid=all_valid,
+            for_ms=cfg.fire_alarm.for_s * 1000,
+        )
+        for i in positions(up):
+            self.ctx.hit(
+                out,
+                "FIRE_ALARM",
+                int(batch.slots[i]),
+                "raise",
+                value=1.0,
+                threshold=1.0,
+                ts=int(batch.ts[i]),
+                message="Smoke alarm",
+            )
+        for i in positions(down):
+            self.ctx.hit(
+                out,
+                "FIRE_ALARM",
+                int(batch.slots[i]),
+                "clear",
+                value=0.0,
+                threshold=1.0,
+                ts=int(batch.ts[i]),
+                message="Smoke alarm cleared",
+            )
+        if alarm.any():
+            self._confirm(batch, alarm, up, out)
+
+        tamper = f["tamper"]
+        up, down = step(
+            cols,
+            "TAMPER",
+            batch.local,
+            batch.ts,
+            up=tamper == 1.0,
+            down=tamper == 0.0,
+            valid=~np.isnan(tamper),
+            for_ms=cfg.tamper.for_s * 1000,
+        )
+        for i in positions(up):
+            self.ctx.hit(
+                out,
+                "TAMPER",
+                int(batch.slots[i]),
+                "raise",
+                value=1.0,
+                threshold=1.0,
+                ts=int(batch.ts[i]),
+                message="Detector tampered with (opened or removed)",
+            )
+        for i in positions(down):
+            self.ctx.hit(
+                out,
+                "TAMPER",
+                int(batch.slots[i]),
+                "clear",
+                value=0.0,
+                threshold=1.0,
+                ts=int(batch.ts[i]),
+                message="Tamper cleared",
+            )
+
+    def _confirm(self, batch: Batch, alarm: Array, onset: Array, out: list[Hit]) -> None:
+        rule = self.ctx.config.fire_confirmed
+        window = int(rule.window_s * 1000)
+        reg = self.ctx.registry
+        for i in positions(alarm):
+            slot = int(batch.slots[i])
+            ts = int(batch.ts[i])
+            device_id = reg.device_ids[slot]
+            site = self.sites.setdefault(reg.site_of(slot), {})
+            site[device_id] = max(ts, site.get(device_id, ts))
+            for old in [d for d, t in site.items() if t < ts - window]:
+                del site[old]  # too old to confirm anything from now on
+            if not onset[i]:
+                continue
+            together = sorted(d for d, t in site.items() if abs(t - ts) <= window)
+            if len(together) >= rule.min_detectors:
+                self.ctx.hit(
+                    out,
+                    "FIRE_CONFIRMED",
+                    slot,
+                    "raise",
+                    value=float(len(together)),
+                    threshold=float(rule.min_detectors),
+                    ts=ts,
+                    message=f"Fire confirmed at site {reg.site_of(slot)}: "
+                    f"{len(together)} detectors in alarm within "
+                    f"{duration(rule.window_s)} ({', '.join(together)})",
+                )
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"sites": self.sites}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        sites = state.get("sites", {})
+        self.sites = {str(s): {str(d): int(t) for d, t in v.items()} for s, v in sites.items()}
+
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
+        """Forget alarms older than the window (by the service clock, with an hour of slack)."""
+        horizon = now_ms - int(self.ctx.config.fire_confirmed.window_s * 1000) - 3_600_000
+        for site_id in list(self.sites):
+            entries = {d: t for d, t in self.sites[site_id].items() if t >= horizon}
+            if entries:
+                self.sites[site_id] = entries
+            else:
+                del self.sites[site_id]
