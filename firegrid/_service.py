@@ -47,8 +47,9 @@ class IngestService:
         self.pipeline = Pipeline(self.registry, self.store, self.metrics, topic_prefix=settings.topic_prefix, sinks=sinks)
         self.inbox = Inbox()
         prefix = settings.topic_prefix
+        # fire/# rather than fire/+/+/+: messages on malformed topics must reach the rejects too
         self.consumer = MqttConsumer(
-            settings.mqtt_url, settings.client_id, [f"{prefix}fire/+/+/+"], self.inbox,
+            settings.mqtt_url, settings.client_id, [f"{prefix}fire/#"], self.inbox,
             on_connection_change=self._on_connection_change, on_fatal=self._on_fatal,
         )
         self.http = HttpApi(settings.http_host, settings.http_port)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from devices import Reading, Registry
 from ingest._decode import Reject
-from ingest._lineproto import encode_fields, encode_line, escape_key, quote_string, series_key
+from ingest._lineproto import encode_fields, encode_line, escape_key, series_key
 
 
 class PointEncoder:
@@ -15,6 +15,13 @@ class PointEncoder:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._series: list[str | None] = [None] * registry.slots
+        self._last_reject_ms: dict[str, int] = {}
+
+    def _reject_time(self, reason: str, received_ms: int) -> int:
+        """Rejects of one reason share a series: give each its own millisecond, or they overwrite."""
+        ts = max(received_ms, self._last_reject_ms.get(reason, 0) + 1)
+        self._last_reject_ms[reason] = ts
+        return ts
 
     def _series_of(self, slot: int) -> str:
         series = self._series[slot]
@@ -41,18 +48,19 @@ class PointEncoder:
                 series += "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(extra.items()) if v)
             out.append(f"{series} {encode_fields(payload.influx_fields())} {reading.ts}")
 
-    @staticmethod
-    def rejects(rejects: Iterable[Reject], out: list[str]) -> None:
+    def rejects(self, rejects: Iterable[Reject], out: list[str]) -> None:
         for reject in rejects:
             fields = {
                 "topic": reject.topic,
                 "error": reject.error,
                 "payload": reject.payload.decode("utf-8", errors="backslashreplace"),
             }
-            out.append(encode_line(series_key("rejects", (("reason", reject.reason.value),)), fields, reject.received_ms))
+            reason = reject.reason.value
+            ts = self._reject_time(reason, reject.received_ms)
+            out.append(encode_line(series_key("rejects", (("reason", reason),)), fields, ts))
 
-
-def rejected_line_point(line: str, error: str, now_ms: int) -> str:
-    """A point of ``rejects`` for a line InfluxDB itself refused (reason ``influx_rejected``)."""
-    fields = f"topic={quote_string('')},error={quote_string(error)},payload={quote_string(line[:1024])}"
-    return f"{series_key('rejects', (('reason', 'influx_rejected'),))} {fields} {now_ms}"
+    def refused_by_influx(self, line: str, error: str, now_ms: int) -> str:
+        """A point of ``rejects`` for a line InfluxDB itself refused (reason ``influx_rejected``)."""
+        fields = {"topic": "", "error": error, "payload": line[:1024]}
+        ts = self._reject_time("influx_rejected", now_ms)
+        return encode_line(series_key("rejects", (("reason", "influx_rejected"),)), fields, ts)

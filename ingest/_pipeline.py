@@ -12,7 +12,7 @@ from typing import Protocol
 from devices import Reading, Registry
 from ingest._decode import Decoded, Decoder
 from ingest._dedup import SeqDeduplicator
-from ingest._encode import PointEncoder, rejected_line_point
+from ingest._encode import PointEncoder
 from ingest._influx import RejectedLine
 from ingest._metrics import IngestMetrics
 
@@ -104,4 +104,4 @@ class Pipeline:
             log.error("InfluxDB refused a point: %s (%s)", item.error[:300], item.line[:200])
             self._metrics.rejected.labels("influx_rejected").inc()
             if not item.line.startswith("rejects,"):  # a refused reject is not retried
-                self._pending_rejected.append(rejected_line_point(item.line, item.error, now_ms))
+                self._pending_rejected.append(self._encoder.refused_by_influx(item.line, item.error, now_ms))
