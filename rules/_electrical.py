@@ -25,6 +25,7 @@ from rules._family import (
     Family,
     Floats,
     KindView,
+    exact,
     fault_flags,
     floats,
     machine_columns,
@@ -61,7 +62,7 @@ class ElectricalRules(Family):
             "CABLE_OVERHEAT.level": Column(np.int8, 0),
             **machine_columns("TEMP_RISE_FAST"),
             "rise.ts": Column(np.int64, NO_TS, RING),
-            "rise.temp": Column(np.float32, np.nan, RING),
+            "rise.temp": Column(np.float64, np.nan, RING),
             "rise.head": Column(np.int8, 0),
         }
 
@@ -89,7 +90,7 @@ class ElectricalRules(Family):
             batch.local,
             batch.ts,
             up=value >= limit,
-            down=value < limit * rule.clear_ratio,
+            down=value < exact(limit * rule.clear_ratio),
             valid=valid,
             for_ms=rule.for_s * 1000,
         )
@@ -128,13 +129,15 @@ class ElectricalRules(Family):
                 batch.local,
                 batch.ts,
                 up=temp >= limit,
-                down=temp < limit - rule.clear_delta,
+                down=temp < exact(limit - rule.clear_delta),
                 valid=valid,
                 for_ms=rule.for_s * 1000,
             )
         level = cols["CABLE_OVERHEAT.level"]
         critical_at = (
-            limit + rule.critical_delta if rule.critical_delta is not None else np.full_like(limit, np.inf)
+            exact(limit + rule.critical_delta)
+            if rule.critical_delta is not None
+            else np.full_like(limit, np.inf)
         )
         base_critical = rule.severity == "critical"
         for i in positions(up):
@@ -199,7 +202,7 @@ class ElectricalRules(Family):
         ring_ts[local, head] = ts
         ring_temp[local, head] = value
         points[rows, head] = ts
-        temps = ring_temp[local].astype(np.float64)
+        temps = ring_temp[local]
 
         inside = (points >= (ts - window)[:, None]) & (points <= ts[:, None])
         x = np.where(inside, (points - ts[:, None]) / 60000.0, 0.0)  # minutes before this reading
@@ -209,7 +212,8 @@ class ElectricalRules(Family):
         sxx, sxy = (x * x).sum(axis=1), (x * y).sum(axis=1)
         den = n * sxx - sx * sx
         with np.errstate(invalid="ignore", divide="ignore"):
-            slope = np.where(den > 1e-12, (n * sxy - sx * sy) / den, np.nan)
+            # rounded: an exact 5 °C/min ramp must not fit as 4.9999999
+            slope = np.round(np.where(den > 1e-12, (n * sxy - sx * sy) / den, np.nan), 6)
         span_s = np.where(inside, x, np.inf).min(axis=1) * -60.0
         fit = ~np.isnan(slope)
         up = fit & (n >= rule.min_readings) & (span_s >= rule.min_span_s) & (slope >= rule.rate_c_per_min)

@@ -229,10 +229,17 @@ def positions(mask: Bools) -> list[int]:
 def per_device(ctx: Context, view: KindView, column: str, default: float) -> Floats:
     """A devices.csv override column for the kind's entries, ``default`` where the cell is empty."""
     values = np.full(view.n, default, dtype=np.float64)
-    ok = view.slots >= 0
-    given = ctx.registry.overrides[column][view.slots[ok]].astype(np.float64)
-    values[ok] = np.where(np.isnan(given), default, given)
+    ok = np.flatnonzero(view.slots >= 0)
+    given = ctx.registry.overrides[column][view.slots[ok]]
+    cells = np.flatnonzero(~np.isnan(given))
+    # the registry stores float32: take the shortest decimal (0.15, not 0.15000000596)
+    values[ok[cells]] = [float(str(v)) for v in given[cells]]
     return values
+
+
+def exact(values: Floats) -> Floats:
+    """Derived thresholds (limit + delta) without binary noise: 0.1 + 0.02 is 0.12."""
+    return np.round(values, 9)
 
 
 def floats(values: Sequence[float | None]) -> Floats:

@@ -15,6 +15,7 @@ from rules._family import (
     Family,
     Floats,
     KindView,
+    exact,
     fault_flags,
     floats,
     machine_columns,
@@ -68,7 +69,7 @@ class WaterRules(Family):
             local,
             ts,
             up=p < low,
-            down=p >= low + lp.clear_delta,
+            down=p >= exact(low + lp.clear_delta),
             valid=valid,
             for_ms=lp.for_s * 1000,
         )
@@ -84,7 +85,7 @@ class WaterRules(Family):
             op="<",
             suffix=f"{_for(lp.for_s)}",
             clear_op="≥",
-            clear_at=low + lp.clear_delta,
+            clear_at=exact(low + lp.clear_delta),
         )
 
         loss = cfg.pressure_loss
@@ -121,7 +122,7 @@ class WaterRules(Family):
             local,
             ts,
             up=p > high,
-            down=p <= high - hp.clear_delta,
+            down=p <= exact(high - hp.clear_delta),
             valid=valid,
             for_ms=hp.for_s * 1000,
         )
@@ -137,7 +138,7 @@ class WaterRules(Family):
             op=">",
             suffix=f"{_for(hp.for_s)}",
             clear_op="≤",
-            clear_at=high - hp.clear_delta,
+            clear_at=exact(high - hp.clear_delta),
         )
 
     def _emit(
