@@ -94,3 +94,26 @@ def test_same_device_and_seq_twice_give_one_point(ingest: IngestProcess, client:
     )
     assert [row["time"] for row in rows] == [now - 2000, now - 500]
     eventually(lambda: "firegrid_duplicates_total 1.0" in ingest.metrics(), what="duplicate counted")
+
+
+def test_sighup_reloads_the_registry_keeping_state(ingest: IngestProcess, client: TestClient, influx: Influxd,
+                                                   influx_db: str, topic_prefix: str) -> None:
+    import signal
+
+    from tests.helpers import eventually as wait
+
+    registry = ingest.env["FIREGRID_REGISTRY"]
+    now = int(time.time() * 1000)
+    client.publish(_topic(topic_prefix, "water"), {"ts": now - 900, "seq": 3, "pressure_mpa": 0.3})
+    client.publish(f"{topic_prefix}fire/D01/water/NEW1", {"ts": now - 800, "pressure_mpa": 0.3})
+    wait(lambda: influx_query(influx.url, influx_db, "SELECT * FROM rejects WHERE reason = 'unknown_device'"))
+    with open(f"{registry}/devices.csv", "a") as handle:
+        handle.write("NEW1,water,D01,S7,34.302,108.702,\n")
+    assert ingest.proc is not None
+    ingest.proc.send_signal(signal.SIGHUP)
+    wait(lambda: "registry reloaded" in ingest.log(), what="reload logged")
+    client.publish(f"{topic_prefix}fire/D01/water/NEW1", {"ts": now - 700, "pressure_mpa": 0.3})
+    client.publish(_topic(topic_prefix, "water"), {"ts": now - 600, "seq": 3, "pressure_mpa": 0.3})  # still a duplicate
+    rows = wait(lambda: influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water WHERE device = 'NEW1'"))
+    assert [r["time"] for r in rows] == [now - 700]
+    wait(lambda: "firegrid_duplicates_total 1.0" in ingest.metrics(), what="dedup state kept across the reload")
