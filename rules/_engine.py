@@ -253,7 +253,7 @@ class RuleEngine:
         fields = EXTRACTORS[kind](group)
         ordered = np.sort(local)
         unique = not bool((ordered[1:] == ordered[:-1]).any())
-        whole = Batch(kind, group, slots, local, ts, fields, now_ms, unique)
+        whole = Batch(kind, group, slots, local, ts, fields, now_ms, unique, np.arange(slots.size))
         cols = self._cols[kind]
         for family in families:
             if not family.rounds:
@@ -262,7 +262,21 @@ class RuleEngine:
         if unique:
             for family in round_families:
                 family.process(whole, cols[family.name], out)
-            return
+        else:
+            self._process_rounds(whole, round_families, out)
+        for family in families:
+            family.finish(whole, cols[family.name], out)
+
+    def _process_rounds(self, whole: Batch, families: list[Family], out: list[Hit]) -> None:
+        kind, group, slots, local, ts, fields = (
+            whole.kind,
+            whole.readings,
+            whole.slots,
+            whole.local,
+            whole.ts,
+            whole.fields,
+        )
+        cols = self._cols[kind]
         for idx in _rounds(local):
             part = Batch(
                 kind,
@@ -271,10 +285,11 @@ class RuleEngine:
                 local[idx],
                 ts[idx],
                 {name: values[idx] for name, values in fields.items()},
-                now_ms,
+                whole.now_ms,
                 True,
+                idx,
             )
-            for family in round_families:
+            for family in families:
                 family.process(part, cols[family.name], out)
 
     def _sync(self, registry: Registry, now_ms: int) -> None:

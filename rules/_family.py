@@ -78,6 +78,8 @@ class Batch:
     fields: Mapping[str, Array]
     now_ms: int
     unique: bool
+    pos: Int64s
+    """Positions of these readings in the kind's whole batch (ascending)."""
 
 
 class Context:
@@ -163,6 +165,9 @@ class Family:
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         raise NotImplementedError
+
+    def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        """After every round of ``batch`` (the kind's whole batch, in batch order)."""
 
     def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
         """Timers due at ``now_ms``."""

@@ -135,12 +135,12 @@ class PatrolRules(Family):
                 "PATROL_TOO_FAST",
                 slot,
                 "raise",
-                value=round(speed, 2),
+                value=speed,
                 threshold=limit,
                 ts=ts,
                 message=f"{worker_id} scanned {device_id} {num(distance)} m from {previous[1]} "
                 f"in {duration(seconds)}: "
-                f"{num(speed)} m/s > {num(limit)} m/s",
+                f"{speed:.2f} m/s > {num(limit)} m/s",
             )
 
     def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:

@@ -50,6 +50,8 @@ class SmokeRules(Family):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
+        self._alarms: list[tuple[int, bool]] = []
+        """(position in the kind's batch, FIRE_ALARM onset) of this batch's alarm readings."""
         self.sites: dict[str, dict[str, int]] = {}
         """site_id → {device_id: ts of its latest alarm reading} within the window."""
 
@@ -94,7 +96,8 @@ class SmokeRules(Family):
                 message="Smoke alarm cleared",
             )
         if alarm.any():
-            self._confirm(batch, alarm, up, out)
+            for i in positions(alarm):
+                self._alarms.append((int(batch.pos[i]), bool(up[i])))
 
         tamper = f["tamper"]
         up, down = step(
@@ -130,11 +133,15 @@ class SmokeRules(Family):
                 message="Tamper cleared",
             )
 
-    def _confirm(self, batch: Batch, alarm: Array, onset: Array, out: list[Hit]) -> None:
+    def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        """FIRE_CONFIRMED over the alarms of every round, in batch order."""
+        if not self._alarms:
+            return
+        alarms, self._alarms = sorted(self._alarms), []
         rule = self.ctx.config.fire_confirmed
         window = int(rule.window_s * 1000)
         reg = self.ctx.registry
-        for i in positions(alarm):
+        for i, onset in alarms:
             slot = int(batch.slots[i])
             ts = int(batch.ts[i])
             device_id = reg.device_ids[slot]
@@ -142,7 +149,7 @@ class SmokeRules(Family):
             site[device_id] = max(ts, site.get(device_id, ts))
             for old in [d for d, t in site.items() if t < ts - window]:
                 del site[old]  # too old to confirm anything from now on
-            if not onset[i]:
+            if not onset:
                 continue
             together = sorted(d for d, t in site.items() if abs(t - ts) <= window)
             if len(together) >= rule.min_detectors:
