@@ -11,6 +11,7 @@ from dashboards._build import (
     to_text,
 )
 from dashboards._influx import ALL_VALUE, DATASOURCE_TYPE, DATASOURCE_UID, format_interval, interpolate
+from dashboards._render import render_layout
 
 __all__ = [
     "ALL_VALUE",
@@ -25,5 +26,6 @@ __all__ = [
     "interpolate",
     "iter_panels",
     "iter_targets",
+    "render_layout",
     "to_text",
 ]

@@ -137,7 +137,7 @@ def _hazards_table() -> table.Panel:
     )
     return (
         table.Panel()
-        .title("Hazards found")
+        .title("Hazard reports")
         .description("Scans with result = hazard, newest first; hazards as reported by the worker.")
         .with_target(influx(query).table())
         .cell_height(common.TableCellHeight.SM)
