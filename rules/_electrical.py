@@ -53,7 +53,10 @@ class ElectricalRules(Family):
     types = ("RESIDUAL_CURRENT_HIGH", "CABLE_OVERHEAT", "TEMP_RISE_FAST")
 
     residual_limit: Floats
+    residual_clear: Floats
     temp_limit: Floats
+    temp_clear: Floats
+    temp_critical: Floats
 
     def columns(self, kind: str) -> dict[str, Column]:
         return {
@@ -70,6 +73,11 @@ class ElectricalRules(Family):
         cfg = self.ctx.config
         self.residual_limit = per_device(self.ctx, view, "residual_ma_limit", cfg.residual_current_high.limit)
         self.temp_limit = per_device(self.ctx, view, "temp_limit_c", cfg.cable_overheat.limit)
+        # derived thresholds, once per (re)load rather than per batch
+        self.residual_clear = exact(self.residual_limit * cfg.residual_current_high.clear_ratio)
+        self.temp_clear = exact(self.temp_limit - cfg.cable_overheat.clear_delta)
+        delta = cfg.cable_overheat.critical_delta
+        self.temp_critical = np.full(view.n, np.inf) if delta is None else exact(self.temp_limit + delta)
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         self._residual(batch, cols, out)
@@ -90,7 +98,7 @@ class ElectricalRules(Family):
             batch.local,
             batch.ts,
             up=value >= limit,
-            down=value < exact(limit * rule.clear_ratio),
+            down=value < self.residual_clear[batch.local],
             valid=valid,
             for_ms=rule.for_s * 1000,
         )
@@ -107,7 +115,7 @@ class ElectricalRules(Family):
                 message=f"Residual current {num(v)} mA ≥ {num(lim)} mA{_for(rule.for_s)}",
             )
         for i in positions(down):
-            v, lim = float(value[i]), float(limit[i])
+            v, lim, below = float(value[i]), float(limit[i]), float(self.residual_clear[batch.local[i]])
             self.ctx.hit(
                 out,
                 "RESIDUAL_CURRENT_HIGH",
@@ -116,29 +124,25 @@ class ElectricalRules(Family):
                 value=v,
                 threshold=lim,
                 ts=int(batch.ts[i]),
-                message=f"Residual current {num(v)} mA < {num(lim * rule.clear_ratio)} mA: cleared",
+                message=f"Residual current {num(v)} mA < {num(below)} mA: cleared",
             )
 
     def _overheat(self, batch: Batch, cols: Cols, temp: Floats, valid: Array, out: list[Hit]) -> None:
         rule = self.ctx.config.cable_overheat
         limit = self.temp_limit[batch.local]
-        with np.errstate(invalid="ignore"):
-            up, down = step(
-                cols,
-                "CABLE_OVERHEAT",
-                batch.local,
-                batch.ts,
-                up=temp >= limit,
-                down=temp < exact(limit - rule.clear_delta),
-                valid=valid,
-                for_ms=rule.for_s * 1000,
-            )
-        level = cols["CABLE_OVERHEAT.level"]
-        critical_at = (
-            exact(limit + rule.critical_delta)
-            if rule.critical_delta is not None
-            else np.full_like(limit, np.inf)
+        # NaN (a reading without temp_c) compares false
+        up, down = step(
+            cols,
+            "CABLE_OVERHEAT",
+            batch.local,
+            batch.ts,
+            up=temp >= limit,
+            down=temp < self.temp_clear[batch.local],
+            valid=valid,
+            for_ms=rule.for_s * 1000,
         )
+        level = cols["CABLE_OVERHEAT.level"]
+        critical_at = self.temp_critical[batch.local]
         base_critical = rule.severity == "critical"
         for i in positions(up):
             v, lim = float(temp[i]), float(limit[i])
@@ -211,11 +215,10 @@ class ElectricalRules(Family):
         sx, sy = x.sum(axis=1), y.sum(axis=1)
         sxx, sxy = (x * x).sum(axis=1), (x * y).sum(axis=1)
         den = n * sxx - sx * sx
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # rounded: an exact 5 °C/min ramp must not fit as 4.9999999
-            slope = np.round(np.where(den > 1e-12, (n * sxy - sx * sy) / den, np.nan), 6)
+        fit = den > 1e-12
+        # rounded: an exact 5 °C/min ramp must not fit as 4.9999999
+        slope = np.round((n * sxy - sx * sy) / np.where(fit, den, 1.0), 6)
         span_s = np.where(inside, x, np.inf).min(axis=1) * -60.0
-        fit = ~np.isnan(slope)
         up = fit & (n >= rule.min_readings) & (span_s >= rule.min_span_s) & (slope >= rule.rate_c_per_min)
         down = fit & (slope < rule.clear_rate_c_per_min)
         valid = np.ones(sel.size, dtype=np.bool_)

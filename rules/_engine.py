@@ -90,11 +90,26 @@ class RuleEngine:
         out: list[Hit] = []
         if not readings:
             return out
-        groups: dict[str, list[Reading]] = {}
-        for reading in readings:
-            groups.setdefault(reading.payload.kind, []).append(reading)
-        for kind, group in groups.items():
-            self._process_kind(kind, group, now_ms, out)
+        n = len(readings)
+        slots = np.fromiter((r.slot for r in readings), dtype=np.int64, count=n)
+        ts = np.fromiter((r.ts for r in readings), dtype=np.int64, count=n)
+        known = (slots >= 0) & (slots < self._local.size)
+        safe = np.where(known, slots, 0)
+        codes = np.where(
+            known & (self.registry.kind_code[safe] == self._local_code[safe]), self._local_code[safe], -1
+        )
+        present = np.unique(codes)
+        if present.size == 1 and present[0] >= 0:
+            self._process_kind(KINDS[int(present[0])].name, list(readings), slots, ts, now_ms=now_ms, out=out)
+            return out
+        if present[0] < 0:
+            log.debug("rules: ignoring %d readings of unknown or retired devices", int((codes < 0).sum()))
+        for code in present.tolist():
+            if code < 0:
+                continue
+            idx = np.flatnonzero(codes == code)
+            group = [readings[i] for i in idx.tolist()]
+            self._process_kind(KINDS[code].name, group, slots[idx], ts[idx], now_ms=now_ms, out=out)
         return out
 
     def tick(self, now_ms: int) -> list[Hit]:
@@ -229,28 +244,26 @@ class RuleEngine:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _process_kind(self, kind: str, group: list[Reading], now_ms: int, out: list[Hit]) -> None:
+    def _process_kind(
+        self, kind: str, group: list[Reading], slots: Int64s, ts: Int64s, *, now_ms: int, out: list[Hit]
+    ) -> None:
         families = self._by_kind.get(kind)
         if not families:
             return
-        n = len(group)
-        slots = np.fromiter((r.slot for r in group), dtype=np.int64, count=n)
-        ts = np.fromiter((r.ts for r in group), dtype=np.int64, count=n)
-        code = KIND_CODE[kind]
-        known = (slots >= 0) & (slots < self._local.size)
-        good = known.copy()
-        good[known] = (self.registry.kind_code[slots[known]] == code) & (
-            self._local_code[slots[known]] == code
-        )
-        if not good.all():
-            keep = np.flatnonzero(good)
-            log.debug("rules: ignoring %d %s readings of unknown or retired devices", n - keep.size, kind)
+        try:
+            fields = EXTRACTORS[kind](group)
+            ok = kind != "patrol" or all(r.payload.kind == kind for r in group)
+        except AttributeError:  # a payload of another kind than the registry's device
+            ok = False
+        if not ok:
+            keep = np.array([i for i, r in enumerate(group) if r.payload.kind == kind], dtype=np.int64)
+            log.debug("rules: ignoring %d readings whose kind is not %s", len(group) - keep.size, kind)
             if not keep.size:
                 return
             group = [group[i] for i in keep.tolist()]
             slots, ts = slots[keep], ts[keep]
+            fields = EXTRACTORS[kind](group)
         local = self._local[slots]
-        fields = EXTRACTORS[kind](group)
         ordered = np.sort(local)
         unique = not bool((ordered[1:] == ordered[:-1]).any())
         whole = Batch(kind, group, slots, local, ts, fields, now_ms, unique, np.arange(slots.size))

@@ -212,17 +212,24 @@ def step(
     """
     active = cols[f"{rule_type}.active"]
     a = active[local]
+    clear = down & a
+    any_up = bool(up.any())
     if for_ms <= 0:
-        fire = up & ~a
+        fire = up & ~a if any_up else up
     else:
         since = cols[f"{rule_type}.since"]
         s = since[local]
-        pending = up & ~a
-        s = np.where(pending & (s == NO_TS), ts, s)
-        fire = pending & (ts - s >= for_ms)
-        since[local] = np.where(fire | (valid & ~up), NO_TS, s)
-    clear = down & a
-    if fire.any() or clear.any():
+        running = s != NO_TS
+        if any_up:
+            pending = up & ~a
+            s = np.where(pending & ~running, ts, s)
+            fire = pending & (ts - s >= for_ms)
+            since[local] = np.where(fire | (valid & ~up), NO_TS, s)
+        else:  # the common case: nothing violates, only runs in progress may break
+            fire = up
+            if running.any():
+                since[local] = np.where(valid, NO_TS, s)
+    if any_up or clear.any():
         active[local] = (a | fire) & ~clear
     return fire, clear
 

@@ -43,6 +43,8 @@ class WaterRules(Family):
 
     min_pressure: Floats
     max_pressure: Floats
+    low_clear: Floats
+    high_clear: Floats
 
     def columns(self, kind: str) -> dict[str, Column]:
         return {
@@ -55,6 +57,8 @@ class WaterRules(Family):
         cfg = self.ctx.config
         self.min_pressure = per_device(self.ctx, view, "min_pressure_mpa", cfg.low_pressure.limit)
         self.max_pressure = per_device(self.ctx, view, "max_pressure_mpa", cfg.high_pressure.limit)
+        self.low_clear = exact(self.min_pressure + cfg.low_pressure.clear_delta)
+        self.high_clear = exact(self.max_pressure - cfg.high_pressure.clear_delta)
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         cfg = self.ctx.config
@@ -62,14 +66,14 @@ class WaterRules(Family):
         valid = ~np.isnan(p)
         local, ts, slots = batch.local, batch.ts, batch.slots
 
-        low, lp = self.min_pressure[local], cfg.low_pressure
+        low, lp, low_clear = self.min_pressure[local], cfg.low_pressure, self.low_clear[local]
         up, down = step(
             cols,
             "LOW_PRESSURE",
             local,
             ts,
             up=p < low,
-            down=p >= exact(low + lp.clear_delta),
+            down=p >= low_clear,
             valid=valid,
             for_ms=lp.for_s * 1000,
         )
@@ -85,7 +89,7 @@ class WaterRules(Family):
             op="<",
             suffix=f"{_for(lp.for_s)}",
             clear_op="≥",
-            clear_at=exact(low + lp.clear_delta),
+            clear_at=low_clear,
         )
 
         loss = cfg.pressure_loss
@@ -115,14 +119,14 @@ class WaterRules(Family):
             clear_at=np.full(p.size, loss.clear),
         )
 
-        high, hp = self.max_pressure[local], cfg.high_pressure
+        high, hp, high_clear = self.max_pressure[local], cfg.high_pressure, self.high_clear[local]
         up, down = step(
             cols,
             "HIGH_PRESSURE",
             local,
             ts,
             up=p > high,
-            down=p <= exact(high - hp.clear_delta),
+            down=p <= high_clear,
             valid=valid,
             for_ms=hp.for_s * 1000,
         )
@@ -138,7 +142,7 @@ class WaterRules(Family):
             op=">",
             suffix=f"{_for(hp.for_s)}",
             clear_op="≤",
-            clear_at=exact(high - hp.clear_delta),
+            clear_at=high_clear,
         )
 
     def _emit(
