@@ -468,6 +468,11 @@ def test_every_panel_query_returns_rows(influx: Influxd, influx_db: str, firegri
                 )
                 try:
                     rows = _run(influx, influx_db, query)
+                except httpx.HTTPStatusError as exc:
+                    failures.append(
+                        f"{uid} / {panel['title']} [{selection}]: {exc.response.text}\n    {query}"
+                    )
+                    continue
                 except AssertionError as exc:
                     failures.append(f"{uid} / {panel['title']} [{selection}]: {exc}\n    {query}")
                     continue
