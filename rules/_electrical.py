@@ -208,17 +208,18 @@ class ElectricalRules(Family):
         points[rows, head] = ts
         temps = ring_temp[local]
 
-        inside = (points >= (ts - window)[:, None]) & (points <= ts[:, None])
-        x = np.where(inside, (points - ts[:, None]) / 60000.0, 0.0)  # minutes before this reading
+        age = points - ts[:, None]  # ms before this reading (empty entries: hugely negative)
+        inside = (age >= -window) & (age <= 0)
+        x = np.where(inside, age, 0) * (1 / 60000.0)  # minutes; this reading itself is at 0
         y = np.where(inside, temps, 0.0)
         n = inside.sum(axis=1).astype(np.float64)
         sx, sy = x.sum(axis=1), y.sum(axis=1)
-        sxx, sxy = (x * x).sum(axis=1), (x * y).sum(axis=1)
+        sxx, sxy = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", x, y)
         den = n * sxx - sx * sx
         fit = den > 1e-12
         # rounded: an exact 5 °C/min ramp must not fit as 4.9999999
         slope = np.round((n * sxy - sx * sy) / np.where(fit, den, 1.0), 6)
-        span_s = np.where(inside, x, np.inf).min(axis=1) * -60.0
+        span_s = x.min(axis=1) * -60.0
         up = fit & (n >= rule.min_readings) & (span_s >= rule.min_span_s) & (slope >= rule.rate_c_per_min)
         down = fit & (slope < rule.clear_rate_c_per_min)
         valid = np.ones(sel.size, dtype=np.bool_)
