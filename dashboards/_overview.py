@@ -7,6 +7,7 @@ from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import geomap as geomap_model
 
 from dashboards._influx import influx, scope
 from dashboards._panels import (
@@ -111,6 +112,7 @@ def _map() -> geomap.Panel:
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
         .basemap(common_builder.MapLayerOptions().type("default").name("Basemap"))
         .layers([markers])
+        .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
         .mappings(text_colors(SEVERITY_COLORS))
     )
     for step in latest_per_event(fields):
