@@ -1,5 +1,53 @@
-"""Device simulators: world generator, device physics, scenarios with ground truth, traffic runner."""
+"""Device simulators: world generator, device physics, scenarios with ground truth, traffic runner.
 
+    write_world(out, scale=1.0, seed=1, districts=1) -> WorldSummary
+    Fleet(registry, seed=1, start_ms=0, seq_start=1)      # device physics, one bank per kind
+    load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run) -> Plan
+    run_traffic(RunOptions(...)) -> RunSummary
+"""
+
+from simulators._physics import Effect, Fleet, Scan, load_factor, water_demand
+from simulators._runner import Background, RunOptions, RunSummary, parse_mqtt_url, run_traffic
+from simulators._scenarios import (
+    HOSTILE_CASES,
+    ExpectedEvent,
+    ExpectedReject,
+    ExpectedStored,
+    Plan,
+    RunWindow,
+    Scenario,
+    ScenarioError,
+    builtin_scenarios,
+    load_scenario,
+    plan_scenario,
+    resolve_scenario,
+)
 from simulators._world import REFERENCE, WorldSummary, write_world
 
-__all__ = ["REFERENCE", "WorldSummary", "write_world"]
+__all__ = [
+    "HOSTILE_CASES",
+    "REFERENCE",
+    "Background",
+    "Effect",
+    "ExpectedEvent",
+    "ExpectedReject",
+    "ExpectedStored",
+    "Fleet",
+    "Plan",
+    "RunOptions",
+    "RunSummary",
+    "RunWindow",
+    "Scan",
+    "Scenario",
+    "ScenarioError",
+    "WorldSummary",
+    "builtin_scenarios",
+    "load_factor",
+    "load_scenario",
+    "parse_mqtt_url",
+    "plan_scenario",
+    "resolve_scenario",
+    "run_traffic",
+    "water_demand",
+    "write_world",
+]

@@ -1,0 +1,491 @@
+"""The traffic runner: publishes the fleet's messages to MQTT at a steady rate.
+
+Pacing is deadline based: message ``n`` is due at ``t0 + n / rate``; each turn of the loop
+publishes every message that is due by now (so a stall is caught up, never accumulated as drift)
+and sleeps only when nothing is due. paho runs without its network thread (``client.loop(0)``
+between blocks), which is about 40 % faster than ``loop_start()`` in one process.
+
+Simulated time runs ``time_scale`` times faster than the wall clock and ends at the wall clock's
+"now" at the end of the run (so no ``ts`` is ever in the future). Background telemetry is spread
+over the devices in proportion to ``1 / heartbeat``; patrol scans, scenario reports and hostile
+messages come on top of it, inside the same rate budget.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from devices import Registry
+from simulators._physics import Fleet, _Bank
+from simulators._scenarios import (
+    Out,
+    Plan,
+    RunWindow,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    plan_scenario,
+    resolve_scenario,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_S = 29 * 86_400
+"""Simulated time may start at most this far in the past (the service refuses > 30 days)."""
+DEFAULT_DURATION_S = 10.0
+MAX_BLOCK = 5000
+INFLIGHT = 2000
+MARK_EVERY = 50
+"""QoS 1 messages published but not yet acknowledged, at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    registry: Path
+    url: str = "mqtt://127.0.0.1:1883"
+    rate: float = 1000.0
+    """Messages per wall second (everything: telemetry, scans, scenario and hostile messages)."""
+    duration: float | None = None
+    """Wall seconds; default: the scenario's ``duration``, or what its steps need, or 10 s."""
+    scenario: Path | str | None = None
+    """A scenario file, or the name of a shipped one (``fire``, ``hostile``, ...)."""
+    qos: int = 0
+    time_scale: float | None = None
+    """Simulated seconds per wall second; default: the scenario's, else 1."""
+    truth: Path | None = None
+    """Where to write the ground truth (JSON Lines)."""
+    prefix: str = ""
+    """Prepended to every topic (test isolation)."""
+    seed: int = 1
+    progress: bool = True
+    start_ms: int | None = None
+    """Simulated start time (epoch ms); default so that simulated time ends at the wall's now."""
+    seq_start: int | None = None
+    """First ``seq`` of every device; default the wall clock in ms at the start, so that a later
+    run never repeats an earlier run's ``seq``."""
+    client_id: str | None = None
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    sent: int
+    seconds: float
+    rate: float
+    """Requested rate."""
+    achieved_rate: float
+    per_kind: dict[str, int]
+    errors: int
+    time_scale: float
+    sim_start_ms: int
+    sim_end_ms: int
+    unacked: int = 0
+    truth_events: int = 0
+    truth_rejects: int = 0
+    truth_path: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Bucket:
+    kind: str
+    order: np.ndarray[Any, np.dtype[np.int64]]
+    share: float
+    pos: int = 0
+    credit: float = 0.0
+
+
+class Background:
+    """Weighted round robin over all reporting devices: each device's share is ∝ 1/heartbeat."""
+
+    def __init__(self, fleet: Fleet, seed: int) -> None:
+        rng = np.random.default_rng([seed, 0xB6])
+        self.buckets: list[_Bucket] = []
+        weights: list[float] = []
+        self.natural_rate = 0.0
+        """Messages per simulated second if every device reported once per heartbeat."""
+        self.interval_factor: dict[str, float] = {}
+        for kind, bank in fleet.banks.items():
+            if bank.size == 0 or kind == "patrol":
+                continue
+            heartbeat = fleet.heartbeat_s(kind)
+            for value in np.unique(heartbeat).tolist():
+                members = np.flatnonzero(heartbeat == value).astype(np.int64)
+                self.buckets.append(_Bucket(kind, rng.permutation(members), 0.0))
+                weights.append(members.size / value)
+                self.natural_rate += members.size / value
+        total = sum(weights)
+        for bucket, weight in zip(self.buckets, weights, strict=True):
+            bucket.share = weight / total if total else 0.0
+        self.max_heartbeat = {b.kind: 0.0 for b in self.buckets}
+        for kind in self.max_heartbeat:
+            self.max_heartbeat[kind] = float(fleet.heartbeat_s(kind).max())
+
+    def wall_interval_s(self, rate: float) -> dict[str, float]:
+        """Longest wall time between two background reports of one device, per kind."""
+        if rate <= 0 or not self.natural_rate:
+            return {}
+        return {kind: hb * self.natural_rate / rate for kind, hb in self.max_heartbeat.items()}
+
+    def take(self, n: int) -> list[tuple[str, np.ndarray[Any, np.dtype[np.int64]]]]:
+        """The next ``n`` devices to report, as (kind, bank indices) groups."""
+        out = []
+        counts = []
+        for bucket in self.buckets:
+            bucket.credit += n * bucket.share
+            c = int(bucket.credit)
+            counts.append(c)
+        short = n - sum(counts)
+        if short > 0:  # largest remainders first, deterministic
+            ranked = sorted(range(len(self.buckets)), key=lambda i: -(self.buckets[i].credit - counts[i]))
+            for i in ranked[:short]:
+                counts[i] += 1
+        for bucket, c in zip(self.buckets, counts, strict=True):
+            bucket.credit -= c
+            if c <= 0:
+                continue
+            size = bucket.order.size
+            idx = bucket.order[(bucket.pos + np.arange(c)) % size]
+            bucket.pos = (bucket.pos + c) % size
+            out.append((bucket.kind, idx))
+        return out
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(f"MQTT URL must look like mqtt://host:port, not {url!r}")
+    try:
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise ValueError(f"MQTT URL {url!r} has an invalid port") from exc
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname, port, user, password
+
+
+class _Publisher:
+    """A paho client driven from the caller's thread (no network thread)."""
+
+    def __init__(self, url: str, qos: int, client_id: str | None, timeout: float) -> None:
+        host, port, user, password = parse_mqtt_url(url)
+        self.qos = qos
+        self.acked = 0
+        self.connected = False
+        self.refused: str | None = None
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", protocol=mqtt.MQTTv311)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        # paho's own in-flight window scans every queued message on each ack (quadratic);
+        # with the limit off (0) it is skipped, and :meth:`publish` keeps its own window.
+        self.client.max_inflight_messages_set(0)
+        self.client.max_queued_messages_set(0)
+        self.published = 0
+        self._last: mqtt.MQTTMessageInfo | None = None
+        self.client.on_connect = self._on_connect
+        # no on_publish callback: paho builds a ReasonCode and a Properties object for every
+        # call (about 20 µs a message); QoS 1 progress is read from MQTTMessageInfo instead.
+        self.marks: collections.deque[tuple[int, mqtt.MQTTMessageInfo]] = collections.deque()
+        try:
+            self.client.connect(host, port, keepalive=30)
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to the MQTT broker at {host}:{port}: {exc}") from exc
+        deadline = time.monotonic() + timeout
+        while not self.connected:
+            if self.refused:
+                raise ConnectionError(f"the MQTT broker at {host}:{port} refused the connection: {self.refused}")
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"no answer from the MQTT broker at {host}:{port} within {timeout:g} s")
+            self.client.loop(timeout=0.05)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self.refused = str(reason)
+        else:
+            self.connected = True
+
+    def _update_acked(self) -> None:
+        """Every ``MARK_EVERY``-th QoS 1 message is watched; the broker acks in order."""
+        marks = self.marks
+        while marks and marks[0][1].is_published():
+            self.acked = marks.popleft()[0]
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        if self.qos > 0 and self.published - self.acked >= INFLIGHT:
+            deadline = time.monotonic() + 10.0
+            while self.published - self.acked >= INFLIGHT // 2 and time.monotonic() < deadline:
+                self.service(0.005)
+                self._update_acked()
+        info = self.client.publish(topic, payload, self.qos)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            self._last = info
+            self.published += 1
+            if self.qos > 0 and self.published % MARK_EVERY == 0:
+                self.marks.append((self.published, info))
+            return True
+        if info.rc == mqtt.MQTT_ERR_NO_CONN:
+            with contextlib.suppress(OSError):
+                self.client.reconnect()
+        return False
+
+    def service(self, timeout: float = 0.0) -> None:
+        rc = self.client.loop(timeout=timeout)
+        if rc == mqtt.MQTT_ERR_CONN_LOST or rc == mqtt.MQTT_ERR_NO_CONN:
+            with contextlib.suppress(OSError):
+                self.client.reconnect()
+
+    def drain(self, timeout: float) -> int:
+        """Flush the socket and, at QoS 1, wait for the acks; returns the messages left unacked."""
+        if self.qos > 0 and self.published % MARK_EVERY and self._last is not None:
+            self.marks.append((self.published, self._last))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._update_acked()
+            pending = self.client.want_write() or (self.qos > 0 and self.acked < self.published)
+            if not pending:
+                break
+            self.client.loop(timeout=0.01)
+        self._update_acked()
+        return max(0, self.published - self.acked) if self.qos > 0 else (1 if self.client.want_write() else 0)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+            self.client.loop(timeout=0.05)
+
+
+class _Traffic:
+    """Builds each block of messages: timed ones (scenario, patrol scans) then background."""
+
+    def __init__(self, fleet: Fleet, plan: Plan | None, background: Background, prefix: str) -> None:
+        self.fleet = fleet
+        self.background = background
+        self.timed = plan.timed if plan is not None else []
+        self.next_timed = 0
+        self.topics = {kind: bank.topics(prefix) for kind, bank in fleet.banks.items()}
+        self.patrol = fleet.patrol
+        self.scan_from = fleet.start_ms
+
+    def due(self, sim_ms: int, wall_ms: int) -> list[Out]:
+        out: list[Out] = []
+        timed = self.timed
+        while self.next_timed < len(timed) and timed[self.next_timed].t_ms <= sim_ms:
+            out.extend(timed[self.next_timed].emit(wall_ms))
+            self.next_timed += 1
+        if self.patrol.size and sim_ms >= self.scan_from:
+            topics = self.topics["patrol"]
+            for scan in self.patrol.scans(self.scan_from, sim_ms + 1):
+                made = self.patrol.scan_message(scan)
+                if made is not None:
+                    out.append((topics[made[0]], orjson.dumps(made[1]), "patrol"))
+            self.scan_from = sim_ms + 1
+        return out
+
+    def fill(self, n: int, sim_ms: int) -> list[Out]:
+        out: list[Out] = []
+        for _attempt in range(3):
+            missing = n - len(out)
+            if missing <= 0 or not self.background.buckets:
+                break
+            for kind, idx in self.background.take(missing):
+                bank: _Bank = self.fleet.banks[kind]
+                topics = self.topics[kind]
+                out.extend((topics[i], orjson.dumps(m), kind) for i, m in bank.messages(idx, sim_ms))
+        return out
+
+
+def _size_run(
+    scenario: Scenario, path: Path | None, registry: Registry, seed: int, time_scale: float,
+    window: Callable[[float], tuple[int, RunWindow]],
+) -> float:
+    """The shortest wall duration that covers every step of ``scenario`` (planned on scratch fleets)."""
+    guess = min(MAX_AGE_S, 30 * 86_400.0) / time_scale
+    for _attempt in range(5):
+        start, run = window(guess)
+        scratch = Fleet(registry, seed=seed, start_ms=start)
+        try:
+            needs = plan_scenario(scenario, scratch, run, path)
+        except ScenarioError:
+            if _attempt == 0:
+                raise
+            guess *= 1.25
+            continue
+        wanted = max(needs.needs_sim_s / time_scale, needs.needs_wall_s) * 1.02 + 2.0
+        if _attempt > 0 and wanted <= guess:
+            return guess
+        guess = wanted
+    return guess
+
+
+def run_traffic(
+    options: RunOptions,
+    *,
+    console: Console | None = None,
+    stop: threading.Event | None = None,
+    on_block: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Publish the registry's traffic (and the scenario's) to the broker; see :class:`RunOptions`.
+
+    Raises ``ConnectionError`` when the broker cannot be reached, :class:`ScenarioError` for a
+    bad scenario and ``devices.RegistryError`` for a bad registry.
+    """
+    if not (options.rate > 0 and math.isfinite(options.rate)):
+        raise ValueError(f"rate must be a positive number of messages per second, not {options.rate}")
+    if options.qos not in (0, 1):
+        raise ValueError(f"qos must be 0 or 1, not {options.qos}")
+    scenario = None
+    scenario_path: Path | None = None
+    if options.scenario is not None:
+        scenario_path = resolve_scenario(options.scenario)
+        scenario = load_scenario(scenario_path)
+    time_scale = options.time_scale or (scenario.time_scale if scenario else 1.0)
+    if not (time_scale > 0 and math.isfinite(time_scale)):
+        raise ValueError(f"time scale must be positive, not {time_scale}")
+    registry = Registry.load(options.registry)
+    warnings: list[str] = []
+    now_ms = int(time.time() * 1000)
+
+    def window(duration: float) -> tuple[int, RunWindow]:
+        start = options.start_ms if options.start_ms is not None else now_ms - round((time_scale - 1) * duration * 1000)
+        return start, RunWindow(start, duration * time_scale, time_scale, {}, options.prefix)
+
+    duration = options.duration or (scenario.duration if scenario and scenario.duration else None)
+    plan: Plan | None = None
+    if duration is None and scenario is not None:
+        duration = _size_run(scenario, scenario_path, registry, options.seed, time_scale, window)
+    duration = duration or DEFAULT_DURATION_S
+    if (time_scale - 1) * duration > MAX_AGE_S:
+        raise ValueError(f"duration × time scale reaches {(time_scale - 1) * duration / 86400:.0f} days into the past; "
+                         "the service refuses readings older than 30 days")
+    start_ms, run = window(duration)
+    seq_start = options.seq_start if options.seq_start is not None else now_ms
+    fleet = Fleet(registry, seed=options.seed, start_ms=start_ms, seq_start=seq_start)
+    background = Background(fleet, options.seed)
+    run.wall_interval_s = background.wall_interval_s(options.rate)
+    if scenario is not None:
+        plan = plan_scenario(scenario, fleet, run, scenario_path)
+    natural = background.natural_rate * time_scale
+    if options.rate < natural:
+        warnings.append(f"rate {options.rate:g}/s is below the natural traffic of {natural:.0f}/s "
+                        f"(every device once per heartbeat at time scale {time_scale:g}): devices report less "
+                        "often than their heartbeat")
+    if fleet.patrol.unpatrolled:
+        warnings.append(f"{len(fleet.patrol.unpatrolled)} checkpoints lie in grids without workers and are "
+                        "never scanned")
+    for message in warnings:
+        log.warning("%s", message)
+
+    publisher = _Publisher(options.url, options.qos, options.client_id, options.connect_timeout)
+    traffic = _Traffic(fleet, plan, background, options.prefix)
+    total = round(options.rate * duration)
+    per_kind: dict[str, int] = {}
+    sent = errors = 0
+    rate = options.rate
+    progress = Progress(
+        TextColumn("[bold]simulate[/]"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} msgs"), TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(), console=console or Console(stderr=True), disable=not options.progress,
+        transient=False,
+    )
+    task = progress.add_task("run", total=total, speed="")
+    t0 = time.perf_counter()
+    t_end = t0
+    next_ui = 0.0
+    interrupted = False
+    try:
+        with progress:
+            while sent < total:
+                if stop is not None and stop.is_set():
+                    interrupted = True
+                    break
+                elapsed = time.perf_counter() - t0
+                due = min(total, int(rate * elapsed) + 1) - sent
+                if due <= 0:
+                    publisher.service()
+                    wait = (sent + 1) / rate - (time.perf_counter() - t0)
+                    if wait > 0.0005:
+                        time.sleep(min(wait, 0.01))
+                    continue
+                due = min(due, MAX_BLOCK)
+                sim_ms = start_ms + int(elapsed * time_scale * 1000)
+                block = traffic.due(min(sim_ms, run.end_ms), now_ms + int(elapsed * 1000))
+                if len(block) < due:
+                    block.extend(traffic.fill(due - len(block), sim_ms))
+                for topic, payload, kind in block:
+                    if publisher.publish(topic, payload):
+                        per_kind[kind] = per_kind.get(kind, 0) + 1
+                        sent += 1
+                    else:
+                        errors += 1
+                        sent += 1
+                t_end = time.perf_counter()
+                publisher.service()
+                if on_block is not None:
+                    on_block(sent)
+                if elapsed >= next_ui:
+                    next_ui = elapsed + 0.25
+                    progress.update(task, completed=sent, speed=f"{sent / max(elapsed, 1e-9):,.0f} msg/s")
+            # scenario messages still due by the end of simulated time
+            if not interrupted:
+                for topic, payload, kind in traffic.due(run.end_ms, now_ms + int((time.perf_counter() - t0) * 1000)):
+                    if publisher.publish(topic, payload):
+                        per_kind[kind] = per_kind.get(kind, 0) + 1
+                    else:
+                        errors += 1
+                    sent += 1
+                t_end = time.perf_counter()
+            progress.update(task, completed=min(sent, total),
+                            speed=f"{sent / max(t_end - t0, 1e-9):,.0f} msg/s")
+        unacked = publisher.drain(timeout=30.0)
+    except KeyboardInterrupt:
+        interrupted = True
+        unacked = publisher.drain(timeout=5.0)
+    finally:
+        publisher.close()
+    seconds = max(t_end - t0, 1e-9)
+    if interrupted:
+        warnings.append("interrupted: the ground truth may list events the run did not cause")
+    truth_events = truth_rejects = 0
+    if plan is not None:
+        truth_events = len({e.key() for e in plan.events})
+        truth_rejects = len(plan.rejects)
+    if options.truth is not None:
+        if plan is not None:
+            plan.write_truth(options.truth)
+        else:
+            options.truth.parent.mkdir(parents=True, exist_ok=True)
+            options.truth.write_bytes(b"")
+    return RunSummary(
+        sent=sent,
+        seconds=seconds,
+        rate=rate,
+        achieved_rate=sent / seconds,
+        per_kind=dict(sorted(per_kind.items())),
+        errors=errors,
+        time_scale=time_scale,
+        sim_start_ms=start_ms,
+        sim_end_ms=run.end_ms,
+        unacked=unacked,
+        truth_events=truth_events,
+        truth_rejects=truth_rejects,
+        truth_path=options.truth,
+        warnings=tuple(warnings),
+    )
+
