@@ -1,9 +1,9 @@
 """Device simulators: world generator, device physics, scenarios with ground truth, traffic runner.
 
-    write_world(out, scale=1.0, seed=1, districts=1) -> WorldSummary
-    Fleet(registry, seed=1, start_ms=0, seq_start=1)      # device physics, one bank per kind
-    load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run) -> Plan
-    run_traffic(RunOptions(...)) -> RunSummary
+write_world(out, scale=1.0, seed=1, districts=1) -> WorldSummary
+Fleet(registry, seed=1, start_ms=0, seq_start=1)      # device physics, one bank per kind
+load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run) -> Plan
+run_traffic(RunOptions(...)) -> RunSummary
 """
 
 from simulators._physics import Effect, Fleet, Scan, load_factor, water_demand

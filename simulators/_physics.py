@@ -76,8 +76,9 @@ class _Bank:
 
     kind = ""
 
-    def __init__(self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int,
-                 seq_start: int) -> None:
+    def __init__(
+        self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int, seq_start: int
+    ) -> None:
         self.registry = registry
         self.slots = slots
         self.size = int(slots.size)
@@ -92,7 +93,9 @@ class _Bank:
         self.effects: dict[int, list[Effect]] = {}
 
     def topics(self, prefix: str = "") -> list[str]:
-        return [f"{prefix}fire/{d}/{self.kind}/{i}" for d, i in zip(self.districts, self.device_ids, strict=True)]
+        return [
+            f"{prefix}fire/{d}/{self.kind}/{i}" for d, i in zip(self.districts, self.device_ids, strict=True)
+        ]
 
     def values(self, idx: I64, t_ms: int) -> list[Message]:
         """Physics only: the fields of each device's reading at ``t_ms`` (no ``ts``/``seq``)."""
@@ -128,8 +131,9 @@ class _Bank:
 class SmokeBank(_Bank):
     kind = "smoke"
 
-    def __init__(self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int,
-                 seq_start: int) -> None:
+    def __init__(
+        self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int, seq_start: int
+    ) -> None:
         super().__init__(registry, slots, rng, start_ms, seq_start)
         n = self.size
         self.battery0 = rng.uniform(40.0, 100.0, n)
@@ -140,7 +144,9 @@ class SmokeBank(_Bank):
     def values(self, idx: I64, t_ms: int) -> list[Message]:
         n = idx.size
         days = (t_ms - self.start_ms) / 86_400_000
-        battery = np.round(np.clip(self.battery0[idx] - self.drain_per_day[idx] * days, 25.0, 100.0), 1).tolist()
+        battery = np.round(
+            np.clip(self.battery0[idx] - self.drain_per_day[idx] * days, 25.0, 100.0), 1
+        ).tolist()
         obsc = np.round(self.obscuration[idx] + np.abs(self.rng.normal(0, 0.003, n)), 3).tolist()
         rssi = np.round(self.rssi[idx] + self.rng.normal(0, 2.0, n)).tolist()
         return [
@@ -154,8 +160,9 @@ class ElectricalBank(_Bank):
 
     kind = "electrical"
 
-    def __init__(self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int,
-                 seq_start: int) -> None:
+    def __init__(
+        self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int, seq_start: int
+    ) -> None:
         super().__init__(registry, slots, rng, start_ms, seq_start)
         n = self.size
         self.rated_a = rng.uniform(16.0, 80.0, n)
@@ -194,7 +201,9 @@ class ElectricalBank(_Bank):
         channels = self.channels[idx].tolist()
         return [
             {"residual_ma": r, "temp_c": t[:c], "current_a": a[:c], "arc_count": 0}
-            for r, t, a, c in zip(np.round(residual, 1).tolist(), temp_rows, current_rows, channels, strict=True)
+            for r, t, a, c in zip(
+                np.round(residual, 1).tolist(), temp_rows, current_rows, channels, strict=True
+            )
         ]
 
 
@@ -203,8 +212,9 @@ class WaterBank(_Bank):
 
     kind = "water"
 
-    def __init__(self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int,
-                 seq_start: int) -> None:
+    def __init__(
+        self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int, seq_start: int
+    ) -> None:
         super().__init__(registry, slots, rng, start_ms, seq_start)
         n = self.size
         self.nominal = rng.uniform(0.28, 0.55, n)
@@ -228,8 +238,13 @@ class WaterBank(_Bank):
         days = (t_ms - self.start_ms) / 86_400_000
         battery = np.round(np.clip(self.battery0[idx] - 0.005 * days, 25.0, 100.0), 1).tolist()
         out: list[Message] = []
-        for p, lv, b, tank in zip(np.round(pressure, 3).tolist(), np.round(level, 2).tolist(), battery,
-                                  self.has_tank[idx].tolist(), strict=True):
+        for p, lv, b, tank in zip(
+            np.round(pressure, 3).tolist(),
+            np.round(level, 2).tolist(),
+            battery,
+            self.has_tank[idx].tolist(),
+            strict=True,
+        ):
             message: Message = {"pressure_mpa": p, "battery_pct": b}
             if tank:
                 message["level_m"] = lv
@@ -263,8 +278,16 @@ class PatrolBank(_Bank):
 
     kind = "patrol"
 
-    def __init__(self, registry: Registry, slots: I64, rng: np.random.Generator, start_ms: int,
-                 seq_start: int, seed: int) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        slots: I64,
+        rng: np.random.Generator,
+        start_ms: int,
+        seq_start: int,
+        *,
+        seed: int,
+    ) -> None:
         super().__init__(registry, slots, rng, start_ms, seq_start)
         self.seed = seed
         n = self.size
@@ -296,10 +319,14 @@ class PatrolBank(_Bank):
             angle = np.zeros(tags.size)
             for g in np.unique(grid_key[tags]).tolist():
                 sel = grid_key[tags] == g
-                angle[sel] = np.arctan2(self.lat[tags[sel]] - self.lat[tags[sel]].mean(),
-                                        self.lon[tags[sel]] - self.lon[tags[sel]].mean())
+                angle[sel] = np.arctan2(
+                    self.lat[tags[sel]] - self.lat[tags[sel]].mean(),
+                    self.lon[tags[sel]] - self.lon[tags[sel]].mean(),
+                )
             route = tags[np.lexsort((angle, grid_key[tags]))]
-            legs = haversine_m(self.lat[route[:-1]], self.lon[route[:-1]], self.lat[route[1:]], self.lon[route[1:]])
+            legs = haversine_m(
+                self.lat[route[:-1]], self.lon[route[:-1]], self.lat[route[1:]], self.lon[route[1:]]
+            )
             walk = np.concatenate([[0.0], legs / self.speed[w]])
             self.offset_s[route] = np.cumsum(walk + np.concatenate([[0.0], dwell[route[:-1]]]))
             self.routes.append(route)
@@ -333,8 +360,10 @@ class PatrolBank(_Bank):
         for day in range(first, last + 1):
             d = self._day(day)
             lo, hi = np.searchsorted(d.times, [t0_ms, t1_ms], side="left").tolist()
-            out.extend(Scan(t, tag, int(self.worker_of[tag]))
-                       for t, tag in zip(d.times[lo:hi].tolist(), d.tags[lo:hi].tolist(), strict=True))
+            out.extend(
+                Scan(t, tag, int(self.worker_of[tag]))
+                for t, tag in zip(d.times[lo:hi].tolist(), d.tags[lo:hi].tolist(), strict=True)
+            )
         return out
 
     def worker_scans(self, worker: int, t0_ms: int, t1_ms: int) -> list[Scan]:
@@ -392,14 +421,16 @@ class Fleet:
             "smoke": lambda s, r: SmokeBank(registry, s, r, self.start_ms, self.seq_start),
             "electrical": lambda s, r: ElectricalBank(registry, s, r, self.start_ms, self.seq_start),
             "water": lambda s, r: WaterBank(registry, s, r, self.start_ms, self.seq_start),
-            "patrol": lambda s, r: PatrolBank(registry, s, r, self.start_ms, self.seq_start, self.seed),
+            "patrol": lambda s, r: PatrolBank(registry, s, r, self.start_ms, self.seq_start, seed=self.seed),
         }
         self.banks = {}
         for code, spec in enumerate(KINDS):
             make = factories.get(spec.name)
             if make is None:
                 raise ValueError(f"no physics for device kind {spec.name}")
-            self.banks[spec.name] = make(active[kinds == code], np.random.default_rng([self.seed, 0xF1EE7, code]))
+            self.banks[spec.name] = make(
+                active[kinds == code], np.random.default_rng([self.seed, 0xF1EE7, code])
+            )
         self._local: dict[int, tuple[str, int]] = {}
         for name, bank in self.banks.items():
             for i, slot in enumerate(bank.slots.tolist()):

@@ -190,7 +190,9 @@ class _Publisher:
         self.acked = 0
         self.connected = False
         self.refused: str | None = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "", protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or "", protocol=mqtt.MQTTv311
+        )
         if user is not None:
             self.client.username_pw_set(user, password)
         # paho's own in-flight window scans every queued message on each ack (quadratic);
@@ -210,12 +212,16 @@ class _Publisher:
         deadline = time.monotonic() + timeout
         while not self.connected:
             if self.refused:
-                raise ConnectionError(f"the MQTT broker at {host}:{port} refused the connection: {self.refused}")
+                raise ConnectionError(
+                    f"the MQTT broker at {host}:{port} refused the connection: {self.refused}"
+                )
             if time.monotonic() > deadline:
                 raise ConnectionError(f"no answer from the MQTT broker at {host}:{port} within {timeout:g} s")
             self.client.loop(timeout=0.05)
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if getattr(reason, "is_failure", False):
             self.refused = str(reason)
         else:
@@ -247,7 +253,7 @@ class _Publisher:
 
     def service(self, timeout: float = 0.0) -> None:
         rc = self.client.loop(timeout=timeout)
-        if rc == mqtt.MQTT_ERR_CONN_LOST or rc == mqtt.MQTT_ERR_NO_CONN:
+        if rc in (mqtt.MQTT_ERR_CONN_LOST, mqtt.MQTT_ERR_NO_CONN):
             with contextlib.suppress(OSError):
                 self.client.reconnect()
 
@@ -312,7 +318,12 @@ class _Traffic:
 
 
 def _size_run(
-    scenario: Scenario, path: Path | None, registry: Registry, seed: int, time_scale: float,
+    scenario: Scenario,
+    path: Path | None,
+    *,
+    registry: Registry,
+    seed: int,
+    time_scale: float,
     window: Callable[[float], tuple[int, RunWindow]],
 ) -> float:
     """The shortest wall duration that covers every step of ``scenario`` (planned on scratch fleets)."""
@@ -363,17 +374,30 @@ def run_traffic(
     now_ms = int(time.time() * 1000)
 
     def window(duration: float) -> tuple[int, RunWindow]:
-        start = options.start_ms if options.start_ms is not None else now_ms - round((time_scale - 1) * duration * 1000)
+        start = (
+            options.start_ms
+            if options.start_ms is not None
+            else now_ms - round((time_scale - 1) * duration * 1000)
+        )
         return start, RunWindow(start, duration * time_scale, time_scale, {}, options.prefix)
 
     duration = options.duration or (scenario.duration if scenario and scenario.duration else None)
     plan: Plan | None = None
     if duration is None and scenario is not None:
-        duration = _size_run(scenario, scenario_path, registry, options.seed, time_scale, window)
+        duration = _size_run(
+            scenario,
+            scenario_path,
+            registry=registry,
+            seed=options.seed,
+            time_scale=time_scale,
+            window=window,
+        )
     duration = duration or DEFAULT_DURATION_S
     if (time_scale - 1) * duration > MAX_AGE_S:
-        raise ValueError(f"duration × time scale reaches {(time_scale - 1) * duration / 86400:.0f} days into the past; "
-                         "the service refuses readings older than 30 days")
+        raise ValueError(
+            f"duration × time scale reaches {(time_scale - 1) * duration / 86400:.0f} days into the past; "
+            "the service refuses readings older than 30 days"
+        )
     start_ms, run = window(duration)
     seq_start = options.seq_start if options.seq_start is not None else now_ms
     fleet = Fleet(registry, seed=options.seed, start_ms=start_ms, seq_start=seq_start)
@@ -383,12 +407,15 @@ def run_traffic(
         plan = plan_scenario(scenario, fleet, run, scenario_path)
     natural = background.natural_rate * time_scale
     if options.rate < natural:
-        warnings.append(f"rate {options.rate:g}/s is below the natural traffic of {natural:.0f}/s "
-                        f"(every device once per heartbeat at time scale {time_scale:g}): devices report less "
-                        "often than their heartbeat")
+        warnings.append(
+            f"rate {options.rate:g}/s is below the natural traffic of {natural:.0f}/s "
+            f"(every device once per heartbeat at time scale {time_scale:g}): devices report less "
+            "often than their heartbeat"
+        )
     if fleet.patrol.unpatrolled:
-        warnings.append(f"{len(fleet.patrol.unpatrolled)} checkpoints lie in grids without workers and are "
-                        "never scanned")
+        warnings.append(
+            f"{len(fleet.patrol.unpatrolled)} checkpoints lie in grids without workers and are never scanned"
+        )
     for message in warnings:
         log.warning("%s", message)
 
@@ -399,9 +426,14 @@ def run_traffic(
     sent = errors = 0
     rate = options.rate
     progress = Progress(
-        TextColumn("[bold]simulate[/]"), BarColumn(), TaskProgressColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} msgs"), TextColumn("{task.fields[speed]}"),
-        TimeRemainingColumn(), console=console or Console(stderr=True), disable=not options.progress,
+        TextColumn("[bold]simulate[/]"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} msgs"),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        disable=not options.progress,
         transient=False,
     )
     task = progress.add_task("run", total=total, speed="")
@@ -444,15 +476,18 @@ def run_traffic(
                     progress.update(task, completed=sent, speed=f"{sent / max(elapsed, 1e-9):,.0f} msg/s")
             # scenario messages still due by the end of simulated time
             if not interrupted:
-                for topic, payload, kind in traffic.due(run.end_ms, now_ms + int((time.perf_counter() - t0) * 1000)):
+                for topic, payload, kind in traffic.due(
+                    run.end_ms, now_ms + int((time.perf_counter() - t0) * 1000)
+                ):
                     if publisher.publish(topic, payload):
                         per_kind[kind] = per_kind.get(kind, 0) + 1
                     else:
                         errors += 1
                     sent += 1
                 t_end = time.perf_counter()
-            progress.update(task, completed=min(sent, total),
-                            speed=f"{sent / max(t_end - t0, 1e-9):,.0f} msg/s")
+            progress.update(
+                task, completed=min(sent, total), speed=f"{sent / max(t_end - t0, 1e-9):,.0f} msg/s"
+            )
         unacked = publisher.drain(timeout=30.0)
     except KeyboardInterrupt:
         interrupted = True
@@ -488,4 +523,3 @@ def run_traffic(
         truth_path=options.truth,
         warnings=tuple(warnings),
     )
-

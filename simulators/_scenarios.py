@@ -123,7 +123,9 @@ class Fire(_Step):
         if isinstance(self.detectors, int) and self.detectors < 1:
             raise ValueError("detectors must be at least 1 (or 'all')")
         if self.spread_every > 90:
-            raise ValueError("spread_every above 90 s leaves FIRE_CONFIRMED (2 detectors within 120 s) ambiguous")
+            raise ValueError(
+                "spread_every above 90 s leaves FIRE_CONFIRMED (2 detectors within 120 s) ambiguous"
+            )
         if self.cable is not None:
             _check_rise(self.cable.rise_c_per_min, self.cable.peak_c)
         return self
@@ -235,11 +237,38 @@ class PatrolHazard(_Step):
 
 
 HostileCase = Literal[
-    "bad_json", "not_utf8", "empty", "not_an_object", "empty_batch", "batch_too_big", "deep_nesting",
-    "wrong_type", "missing_field", "out_of_range", "nan", "infinity", "kind_mismatch", "district_mismatch",
-    "unknown_device", "unknown_kind", "short_topic", "long_topic", "topic_injection", "worker_injection",
-    "oversize", "ts_future", "ts_too_old", "ts_string", "negative_seq", "unknown_worker", "bad_result",
-    "fault_injection", "note_injection", "hazard_injection", "unicode_note", "unknown_fields",
+    "bad_json",
+    "not_utf8",
+    "empty",
+    "not_an_object",
+    "empty_batch",
+    "batch_too_big",
+    "deep_nesting",
+    "wrong_type",
+    "missing_field",
+    "out_of_range",
+    "nan",
+    "infinity",
+    "kind_mismatch",
+    "district_mismatch",
+    "unknown_device",
+    "unknown_kind",
+    "short_topic",
+    "long_topic",
+    "topic_injection",
+    "worker_injection",
+    "oversize",
+    "ts_future",
+    "ts_too_old",
+    "ts_string",
+    "negative_seq",
+    "unknown_worker",
+    "bad_result",
+    "fault_injection",
+    "note_injection",
+    "hazard_injection",
+    "unicode_note",
+    "unknown_fields",
 ]
 HOSTILE_CASES: tuple[str, ...] = HostileCase.__args__  # type: ignore[attr-defined]
 
@@ -253,8 +282,19 @@ class Hostile(_Step):
 
 
 Step = Annotated[
-    Fire | Alarm | Overload | Leakage | Pressure | Silence | Tamper | Battery | Fault | PatrolSkip | PatrolFast
-    | PatrolHazard | Hostile,
+    Fire
+    | Alarm
+    | Overload
+    | Leakage
+    | Pressure
+    | Silence
+    | Tamper
+    | Battery
+    | Fault
+    | PatrolSkip
+    | PatrolFast
+    | PatrolHazard
+    | Hostile,
     Field(discriminator="action"),
 ]
 
@@ -274,11 +314,15 @@ class Scenario(_Model):
 
 def _check_rise(rate: float, peak: float) -> None:
     if 0.8 * RISE_FAST_C_MIN < rate < 1.2 * RISE_FAST_C_MIN:
-        raise ValueError(f"rise_c_per_min {rate} is within 20 % of the TEMP_RISE_FAST threshold of "
-                         f"{RISE_FAST_C_MIN} °C/min: choose ≤ 4 or ≥ 6")
+        raise ValueError(
+            f"rise_c_per_min {rate} is within 20 % of the TEMP_RISE_FAST threshold of "
+            f"{RISE_FAST_C_MIN} °C/min: choose ≤ 4 or ≥ 6"
+        )
     if rate >= 1.2 * RISE_FAST_C_MIN and (peak - NORMAL_TEMP_C[1]) / rate < 2.0:
-        raise ValueError(f"a rise at {rate} °C/min to peak_c {peak} lasts under 2 minutes: "
-                         "TEMP_RISE_FAST needs readings over 60 s; raise peak_c")
+        raise ValueError(
+            f"a rise at {rate} °C/min to peak_c {peak} lasts under 2 minutes: "
+            "TEMP_RISE_FAST needs readings over 60 s; raise peak_c"
+        )
 
 
 def _where(loc: Iterable[int | str]) -> str:
@@ -320,8 +364,19 @@ def load_scenario(path: Path | str) -> Scenario:
 
 
 _STEP_TAGS = {
-    "fire", "alarm", "overload", "leakage", "pressure", "silence", "tamper", "battery", "fault",
-    "patrol_skip", "patrol_fast", "patrol_hazard", "hostile",
+    "fire",
+    "alarm",
+    "overload",
+    "leakage",
+    "pressure",
+    "silence",
+    "tamper",
+    "battery",
+    "fault",
+    "patrol_skip",
+    "patrol_fast",
+    "patrol_hazard",
+    "hostile",
 }
 
 
@@ -438,12 +493,32 @@ class Plan:
             record.update(district=event.district, kind=event.kind, scenario=name, step=event.step)
             lines.append(orjson.dumps(record))
         for reject in self.rejects:
-            lines.append(orjson.dumps({"reject": reject.reason, "topic": reject.topic, "case": reject.case,
-                                       "scenario": name, "step": reject.step}))
+            lines.append(
+                orjson.dumps(
+                    {
+                        "reject": reject.reason,
+                        "topic": reject.topic,
+                        "case": reject.case,
+                        "scenario": name,
+                        "step": reject.step,
+                    }
+                )
+            )
         for stored in self.stored:
-            lines.append(orjson.dumps({"accepted": stored.kind, "topic": stored.topic, "device_id": stored.device_id,
-                                       "case": stored.case, "field": stored.field, "value": stored.value,
-                                       "scenario": name, "step": stored.step}))
+            lines.append(
+                orjson.dumps(
+                    {
+                        "accepted": stored.kind,
+                        "topic": stored.topic,
+                        "device_id": stored.device_id,
+                        "case": stored.case,
+                        "field": stored.field,
+                        "value": stored.value,
+                        "scenario": name,
+                        "step": stored.step,
+                    }
+                )
+            )
         return lines
 
     def write_truth(self, path: Path) -> None:
@@ -496,8 +571,9 @@ class Ramp(_Window):
     """A scalar field moves linearly from its value at the start to ``target`` over ``ramp_ms``,
     holds for ``hold_ms`` and moves back over ``ramp_ms``."""
 
-    def __init__(self, start_ms: int, field_name: str, target: float, ramp_ms: int, hold_ms: int,
-                 digits: int = 3) -> None:
+    def __init__(
+        self, start_ms: int, field_name: str, target: float, ramp_ms: int, hold_ms: int, *, digits: int = 3
+    ) -> None:
         super().__init__(start_ms, start_ms + 2 * ramp_ms + hold_ms)
         self.field_name = field_name
         self.target = target
@@ -526,7 +602,9 @@ class CableHeat(_Window):
     """Cable temperatures rise at ``rate`` °C/min to ``peak``, hold, then cool at the same rate;
     phase currents optionally climb to ``factor`` × their value at the start."""
 
-    def __init__(self, start_ms: int, rate_c_min: float, peak_c: float, hold_ms: int, factor: float = 1.0) -> None:
+    def __init__(
+        self, start_ms: int, rate_c_min: float, peak_c: float, hold_ms: int, factor: float = 1.0
+    ) -> None:
         longest = (peak_c - NORMAL_TEMP_C[0]) / rate_c_min * 60_000
         super().__init__(start_ms, start_ms + 2 * longest + hold_ms)
         self.rate = rate_c_min / 60_000.0
@@ -574,8 +652,11 @@ def _expect(beyond_min_s: float, beyond_max_s: float, for_s: float, cadence_s: f
     return None
 
 
-def _ramp_beyond(base: float, target: float, threshold: float, ramp_s: float, hold_s: float, below: bool) -> float:
+def _ramp_beyond(
+    base: float, target: float, threshold: float, ramp_s: float, hold_s: float, *, below: bool
+) -> float:
     """Seconds a ramp(base → target, hold, back) spends beyond ``threshold`` (below or above)."""
+
     def beyond(value: float) -> bool:
         return value < threshold if below else value > threshold
 
@@ -628,9 +709,13 @@ class _Planner:
         slot = int(self.fleet.banks[kind].slots[index])
         grid, district = registry.grid_of(slot), registry.district_of(slot)
         if site_event:
-            expected = ExpectedEvent(type_, grid, district, kind, site_id=registry.site_of(slot), step=self.step)
+            expected = ExpectedEvent(
+                type_, grid, district, kind, site_id=registry.site_of(slot), step=self.step
+            )
         else:
-            expected = ExpectedEvent(type_, grid, district, kind, device_id=registry.device_ids[slot], step=self.step)
+            expected = ExpectedEvent(
+                type_, grid, district, kind, device_id=registry.device_ids[slot], step=self.step
+            )
         self.plan.events.append(expected)
 
     def override(self, kind: str, index: int, name: str) -> float:
@@ -670,7 +755,9 @@ class _Planner:
                 if found is None:
                     raise self.fail(f"{key}.devices", f"device {device_id} is not in the registry")
                 if found[0] != kind:
-                    raise self.fail(f"{key}.devices", f"device {device_id} is a {found[0]} device, not {kind}")
+                    raise self.fail(
+                        f"{key}.devices", f"device {device_id} is a {found[0]} device, not {kind}"
+                    )
                 out.append(found[1])
             self.used.update(target.devices)
             return out
@@ -689,7 +776,9 @@ class _Planner:
                     by_site[site] = i
             candidates = list(by_site.values())
         if len(candidates) < count:
-            raise self.fail(f"{key}.count", f"only {len(candidates)} unused {kind} devices to choose {count} from")
+            raise self.fail(
+                f"{key}.count", f"only {len(candidates)} unused {kind} devices to choose {count} from"
+            )
         chosen = sorted(self.rng().choice(len(candidates), size=count, replace=False).tolist())
         out = [candidates[c] for c in chosen]
         self.used.update(bank.device_ids[i] for i in out)
@@ -704,7 +793,9 @@ class _Planner:
             self.step = number
             start = self.ms(step.at)
             if start >= self.run.end_ms:
-                raise self.fail("at", f"starts at {step.at:g} s but the run lasts {self.run.sim_s:g} simulated s")
+                raise self.fail(
+                    "at", f"starts at {step.at:g} s but the run lasts {self.run.sim_s:g} simulated s"
+                )
             getattr(self, f"_{step.action}")(step, start)
         self._confirmations()
         self.plan.timed.sort()
@@ -733,7 +824,11 @@ class _Planner:
         if step.site == "auto":
             want = 2 if step.detectors == "all" else max(step.detectors, 1)
             ranked = sorted(
-                (s for s, d in by_site.items() if len(d) >= want and s not in self.alarms and s not in self.used_sites),
+                (
+                    s
+                    for s, d in by_site.items()
+                    if len(d) >= want and s not in self.alarms and s not in self.used_sites
+                ),
                 key=lambda s: (-(s in elec_site), -len(by_site[s]), s),
             )
             if not ranked:
@@ -759,10 +854,16 @@ class _Planner:
             for index, s in enumerate(elec_site):
                 if s == site and fleet.electrical.device_ids[index] not in self.used:
                     self.used.add(fleet.electrical.device_ids[index])
-                    self._heat(index, start + spread, step.cable.rise_c_per_min, step.cable.peak_c,
-                               round(step.burn * 1000), 1.0)
+                    self._heat(
+                        index,
+                        start + spread,
+                        step.cable.rise_c_per_min,
+                        step.cable.peak_c,
+                        round(step.burn * 1000),
+                        factor=1.0,
+                    )
 
-    def _heat(self, index: int, start: int, rate: float, peak: float, hold_ms: int, factor: float) -> None:
+    def _heat(self, index: int, start: int, rate: float, peak: float, hold_ms: int, *, factor: float) -> None:
         effect = CableHeat(start, rate, peak, hold_ms, factor)
         self.fleet.add_effect("electrical", index, effect)
         self.focus("electrical", index, start, effect.end_ms)
@@ -803,15 +904,25 @@ class _Planner:
                         confirmed = None  # one still (or just) in alarm when the other starts
             if confirmed is None:
                 self.step = ordered[-1][3]
-                raise self.fail("at", f"alarms at site {site} leave FIRE_CONFIRMED ambiguous: two detectors "
-                                      "alarm more than 90 s apart while the first is (nearly) still in alarm")
+                raise self.fail(
+                    "at",
+                    f"alarms at site {site} leave FIRE_CONFIRMED ambiguous: two detectors "
+                    "alarm more than 90 s apart while the first is (nearly) still in alarm",
+                )
             if confirmed:
                 self.step = ordered[0][3]
                 self.event("FIRE_CONFIRMED", "smoke", ordered[0][0], site_event=True)
 
     def _overload(self, step: Overload, start: int) -> None:
         for index in self.pick(step.target, "electrical"):
-            self._heat(index, start, step.rise_c_per_min, step.peak_c, round(step.hold * 1000), step.current_factor)
+            self._heat(
+                index,
+                start,
+                step.rise_c_per_min,
+                step.peak_c,
+                round(step.hold * 1000),
+                factor=step.current_factor,
+            )
 
     def _leakage(self, step: Leakage, start: int) -> None:
         ramp, hold = round(step.ramp * 1000), round(step.hold * 1000)
@@ -821,12 +932,19 @@ class _Planner:
             self.focus("electrical", index, start, effect.end_ms)
             limit = self.limit("electrical", index, "residual_ma_limit", RESIDUAL_LIMIT_MA)
             if 0.9 * limit <= step.residual_ma < 1.05 * limit:
-                raise self.fail("residual_ma", f"{step.residual_ma} mA is too close to the limit of {limit} mA")
+                raise self.fail(
+                    "residual_ma", f"{step.residual_ma} mA is too close to the limit of {limit} mA"
+                )
             low, high = NORMAL_RESIDUAL_MA
-            beyond = [_ramp_beyond(b, step.residual_ma, limit, step.ramp, step.hold, below=False) for b in (low, high)]
+            beyond = [
+                _ramp_beyond(b, step.residual_ma, limit, step.ramp, step.hold, below=False)
+                for b in (low, high)
+            ]
             expected = _expect(min(beyond), max(beyond), RESIDUAL_FOR_S, self.scenario.cadence)
             if expected is None:
-                raise self.fail("hold", "the time above the residual-current limit leaves the event ambiguous")
+                raise self.fail(
+                    "hold", "the time above the residual-current limit leaves the event ambiguous"
+                )
             if expected:
                 self.event("RESIDUAL_CURRENT_HIGH", "electrical", index)
                 self.need(start + ramp + RESIDUAL_FOR_S * 1000 + 3 * self.cadence_ms)
@@ -839,12 +957,20 @@ class _Planner:
             self.focus("water", index, start, effect.end_ms)
             low = self.limit("water", index, "min_pressure_mpa", MIN_PRESSURE)
             high = self.limit("water", index, "max_pressure_mpa", MAX_PRESSURE)
-            rules = (("LOW_PRESSURE", low, PRESSURE_FOR_S, True), ("PRESSURE_LOSS", LOSS_PRESSURE, 0.0, True),
-                     ("HIGH_PRESSURE", high, PRESSURE_FOR_S, False))
+            rules = (
+                ("LOW_PRESSURE", low, PRESSURE_FOR_S, True),
+                ("PRESSURE_LOSS", LOSS_PRESSURE, 0.0, True),
+                ("HIGH_PRESSURE", high, PRESSURE_FOR_S, False),
+            )
             for type_, threshold, for_s, below in rules:
                 if abs(step.to - threshold) < 0.015:
-                    raise self.fail("to", f"{step.to} MPa is too close to the {type_} threshold of {threshold} MPa")
-                beyond = [_ramp_beyond(b, step.to, threshold, step.ramp, step.hold, below) for b in NORMAL_PRESSURE]
+                    raise self.fail(
+                        "to", f"{step.to} MPa is too close to the {type_} threshold of {threshold} MPa"
+                    )
+                beyond = [
+                    _ramp_beyond(b, step.to, threshold, step.ramp, step.hold, below=below)
+                    for b in NORMAL_PRESSURE
+                ]
                 expected = _expect(min(beyond), max(beyond), for_s, self.scenario.cadence)
                 if expected is None:
                     raise self.fail("hold", f"the time beyond {threshold} MPa leaves {type_} ambiguous")
@@ -867,24 +993,32 @@ class _Planner:
             if step.duration is None or silent_wall >= threshold + 15:
                 need_wall = (start - self.run.start_ms) / 1000 / ts + threshold + 15
                 if need_wall > self.run.sim_s / ts:
-                    raise self.fail("at", f"{kind} devices are reported offline after {threshold:g} s of silence "
-                                          f"(service clock); the run must last at least {math.ceil(need_wall)} s")
+                    raise self.fail(
+                        "at",
+                        f"{kind} devices are reported offline after {threshold:g} s of silence "
+                        f"(service clock); the run must last at least {math.ceil(need_wall)} s",
+                    )
                 self.plan.needs_wall_s = max(self.plan.needs_wall_s, need_wall)
                 self.event("DEVICE_OFFLINE", kind, index)
             elif silent_wall + interval > threshold - 15:
-                raise self.fail("duration", f"a silence of {silent_wall:g} wall s is too close to the offline "
-                                            f"threshold of {threshold:g} s")
+                raise self.fail(
+                    "duration",
+                    f"a silence of {silent_wall:g} wall s is too close to the offline "
+                    f"threshold of {threshold:g} s",
+                )
 
     def _tamper(self, step: Tamper, start: int) -> None:
-        self._flag(step.target, "smoke", start, step.duration, {"tamper": True}, "TAMPER")
+        self._flag(step.target, "smoke", start, step.duration, {"tamper": True}, type_="TAMPER")
 
     def _fault(self, step: Fault, start: int) -> None:
         kind = step.target.kind or "electrical"
         if kind == "patrol":
             raise self.fail("target.kind", "patrol tags report no fault field")
-        self._flag(step.target, kind, start, step.duration, {"fault": step.text}, "DEVICE_FAULT")
+        self._flag(step.target, kind, start, step.duration, {"fault": step.text}, type_="DEVICE_FAULT")
 
-    def _flag(self, target: Target, kind: str, start: int, duration: float, values: Message, type_: str) -> None:
+    def _flag(
+        self, target: Target, kind: str, start: int, duration: float, values: Message, *, type_: str
+    ) -> None:
         if duration < 3 * self.scenario.cadence:
             raise self.fail("duration", f"lasts under 3 reports ({3 * self.scenario.cadence:g} s)")
         end = start + round(duration * 1000)
@@ -929,7 +1063,7 @@ class _Planner:
                 raise self.fail(key, f"worker {name} is on a round within 2 h of the step: pick another time")
             self.used_workers.add(w)
             return w
-        order = self.rng().permutation(len(patrol.workers)).tolist()
+        order: list[int] = [int(w) for w in self.rng().permutation(len(patrol.workers))]
         for w in order:
             if w in self.used_workers or tags(w) < min_tags:
                 continue
@@ -940,8 +1074,14 @@ class _Planner:
                 return w
         raise self.fail(key, f"no worker with {min_tags} checkpoints is off duty within 2 h of the step")
 
-    def _scan(self, tag: int, worker: int, t_ms: int, extra: Message | None = None,
-              record: Callable[[str], None] | None = None) -> None:
+    def _scan(
+        self,
+        tag: int,
+        worker: int,
+        t_ms: int,
+        extra: Message | None = None,
+        record: Callable[[str], None] | None = None,
+    ) -> None:
         patrol = self.fleet.patrol
         topic = f"{self.run.prefix}fire/{patrol.districts[tag]}/patrol/{patrol.device_ids[tag]}"
 
@@ -963,7 +1103,9 @@ class _Planner:
         end = start + round(step.duration * 1000)
         if step.worker == "auto":
             order = self.rng().permutation(len(patrol.workers)).tolist()
-            found = [w for w in order if w not in self.used_workers and patrol.routes[w].size >= step.checkpoints]
+            found = [
+                w for w in order if w not in self.used_workers and patrol.routes[w].size >= step.checkpoints
+            ]
             if not found:
                 raise self.fail("worker", f"no worker patrols {step.checkpoints} checkpoints")
             worker = found[0]
@@ -986,8 +1128,11 @@ class _Planner:
             interval_h = self.limit("patrol", tag, "patrol_interval_h", PATROL_INTERVAL_H)
             deadline = last + interval_h * PATROL_GRACE * 3_600_000
             if end < deadline + 1_800_000:
-                raise self.fail("duration", f"the checkpoint would be scanned again before its deadline "
-                                            f"({interval_h * PATROL_GRACE:g} h after its last scan): skip longer")
+                raise self.fail(
+                    "duration",
+                    f"the checkpoint would be scanned again before its deadline "
+                    f"({interval_h * PATROL_GRACE:g} h after its last scan): skip longer",
+                )
             self.fleet.add_effect("patrol", tag, Suppress(last + 1, end))
             self.event("PATROL_MISSED", "patrol", tag)
             self.need(deadline + 1_800_000)
@@ -1053,14 +1198,25 @@ class _Hostile:
             self.p.used.add(bank.device_ids[free[0]])
         return self.devices[kind]
 
-    def topic(self, kind: str, index: int | None = None, *, district: str | None = None, device: str | None = None,
-              topic_kind: str | None = None) -> str:
+    def topic(
+        self,
+        kind: str,
+        index: int | None = None,
+        *,
+        district: str | None = None,
+        device: str | None = None,
+        topic_kind: str | None = None,
+    ) -> str:
         bank = self.fleet.banks[kind]
         i = self.device(kind) if index is None else index
-        return (f"{self.prefix}fire/{district or bank.districts[i]}/{topic_kind or kind}/"
-                f"{device or bank.device_ids[i]}")
+        return (
+            f"{self.prefix}fire/{district or bank.districts[i]}/{topic_kind or kind}/"
+            f"{device or bank.device_ids[i]}"
+        )
 
-    def raw(self, t_ms: int, case: str, reason: str, topic: str, payload: bytes | Callable[[int], bytes]) -> None:
+    def raw(
+        self, t_ms: int, case: str, reason: str, topic: str, payload: bytes | Callable[[int], bytes]
+    ) -> None:
         def emit(wall_ms: int) -> list[Out]:
             body = payload(wall_ms) if callable(payload) else payload
             return [(topic, body, "hostile")]
@@ -1101,8 +1257,13 @@ class _Hostile:
 
     def batch_too_big(self, t: int) -> None:
         item = orjson.dumps({"alarm": False})
-        self.raw(t, "batch_too_big", "schema", self.topic("smoke"),
-                 b"[" + b",".join([item] * (MAX_BATCH + 1)) + b"]")
+        self.raw(
+            t,
+            "batch_too_big",
+            "schema",
+            self.topic("smoke"),
+            b"[" + b",".join([item] * (MAX_BATCH + 1)) + b"]",
+        )
 
     def deep_nesting(self, t: int) -> None:
         self.raw(t, "deep_nesting", "invalid_json", self.topic("smoke"), b"[" * 50_000 + b"]" * 50_000)
@@ -1133,8 +1294,13 @@ class _Hostile:
         self.raw(t, "district_mismatch", "district_mismatch", self.topic("smoke", district=other), message)
 
     def unknown_device(self, t: int) -> None:
-        self.raw(t, "unknown_device", "unknown_device", self.topic("smoke", device=self.unknown_id()),
-                 b'{"alarm": false}')
+        self.raw(
+            t,
+            "unknown_device",
+            "unknown_device",
+            self.topic("smoke", device=self.unknown_id()),
+            b'{"alarm": false}',
+        )
 
     def unknown_kind(self, t: int) -> None:
         self.raw(t, "unknown_kind", "bad_topic", self.topic("smoke", topic_kind="laser"), b'{"alarm": false}')
@@ -1142,13 +1308,17 @@ class _Hostile:
     def short_topic(self, t: int) -> None:
         bank = self.fleet.smoke
         i = self.device("smoke")
-        self.raw(t, "short_topic", "bad_topic", f"{self.prefix}fire/{bank.districts[i]}/smoke", b'{"alarm": false}')
+        self.raw(
+            t, "short_topic", "bad_topic", f"{self.prefix}fire/{bank.districts[i]}/smoke", b'{"alarm": false}'
+        )
 
     def long_topic(self, t: int) -> None:
         self.raw(t, "long_topic", "bad_topic", self.topic("smoke") + "/extra", b'{"alarm": false}')
 
     def topic_injection(self, t: int) -> None:
-        self.raw(t, "topic_injection", "bad_topic", self.topic("smoke", device='a,b=c d"x'), b'{"alarm": false}')
+        self.raw(
+            t, "topic_injection", "bad_topic", self.topic("smoke", device='a,b=c d"x'), b'{"alarm": false}'
+        )
 
     def worker_injection(self, t: int) -> None:
         body = orjson.dumps({"worker_id": INJECTION, "result": "ok"})
@@ -1159,15 +1329,27 @@ class _Hostile:
         self.raw(t, "oversize", "too_large", self.topic("smoke"), body)
 
     def ts_future(self, t: int) -> None:
-        self.raw(t, "ts_future", "ts_future", self.topic("smoke"),
-                 lambda wall: orjson.dumps({"ts": wall + 10 * 60_000, "alarm": False}))
+        self.raw(
+            t,
+            "ts_future",
+            "ts_future",
+            self.topic("smoke"),
+            lambda wall: orjson.dumps({"ts": wall + 10 * 60_000, "alarm": False}),
+        )
 
     def ts_too_old(self, t: int) -> None:
-        self.raw(t, "ts_too_old", "ts_too_old", self.topic("smoke"),
-                 lambda wall: orjson.dumps({"ts": wall - 31 * 86_400_000, "alarm": False}))
+        self.raw(
+            t,
+            "ts_too_old",
+            "ts_too_old",
+            self.topic("smoke"),
+            lambda wall: orjson.dumps({"ts": wall - 31 * 86_400_000, "alarm": False}),
+        )
 
     def ts_string(self, t: int) -> None:
-        self.raw(t, "ts_string", "schema", self.topic("smoke"), b'{"ts": "2025-12-01T10:00:00Z", "alarm": false}')
+        self.raw(
+            t, "ts_string", "schema", self.topic("smoke"), b'{"ts": "2025-12-01T10:00:00Z", "alarm": false}'
+        )
 
     def negative_seq(self, t: int) -> None:
         self.raw(t, "negative_seq", "schema", self.topic("smoke"), b'{"seq": -1, "alarm": false}')
@@ -1182,14 +1364,23 @@ class _Hostile:
         patrol = self.fleet.patrol
         i = self.device("patrol")
         worker = patrol.worker_ids_of_tag[i] or next(iter(self.fleet.registry.workers), "W1")
-        self.raw(t, "bad_result", "schema", self.topic("patrol"), orjson.dumps({"worker_id": worker, "result": "maybe"}))
+        self.raw(
+            t,
+            "bad_result",
+            "schema",
+            self.topic("patrol"),
+            orjson.dumps({"worker_id": worker, "result": "maybe"}),
+        )
 
     # accepted (valid but nasty) ------------------------------------------------------------------
 
     def _stored(self, case: str, kind: str, index: int, field_name: str, value: Any) -> None:
         bank = self.fleet.banks[kind]
-        self.p.plan.stored.append(ExpectedStored(kind, self.topic(kind, index), bank.device_ids[index], case,
-                                                 field_name, value, self.p.step))
+        self.p.plan.stored.append(
+            ExpectedStored(
+                kind, self.topic(kind, index), bank.device_ids[index], case, field_name, value, self.p.step
+            )
+        )
 
     def fault_injection(self, t: int) -> None:
         kind = "electrical"
@@ -1225,7 +1416,9 @@ class _Hostile:
     def unknown_fields(self, t: int) -> None:
         kind = "water"
         index = self.device(kind)
-        self.fleet.add_effect(kind, index, SetFields(t, t + 1000, {"firmware": {"evil": INJECTION}, "x y": 1}))
+        self.fleet.add_effect(
+            kind, index, SetFields(t, t + 1000, {"firmware": {"evil": INJECTION}, "x y": 1})
+        )
         self.p.report(kind, index, t)
 
 

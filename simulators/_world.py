@@ -14,6 +14,7 @@ province (≈100 districts, ≈1,000,000 devices) takes seconds.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -51,10 +52,54 @@ SUPERVISOR_SHARE = 0.02
 HELPER_SHARE = 0.08
 """Share of grids that get a second (helper) worker besides their primary one."""
 TOWNS = ("Fengdong", "Fengxi", "Qinhan", "Konggang", "Jinghe", "Weicheng", "Xianyang", "Huyi")
-SURNAMES = ("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu", "Xu", "Sun",
-            "Hu", "Zhu", "Gao", "Lin", "He", "Guo", "Ma", "Luo")
-GIVEN = ("Wei", "Fang", "Na", "Min", "Jing", "Li", "Qiang", "Lei", "Jun", "Yang", "Yong", "Yan", "Jie",
-         "Tao", "Ming", "Chao", "Xiu", "Xia", "Ping", "Gang", "Hui", "Hong", "Bo", "Lan")
+SURNAMES = (
+    "Wang",
+    "Li",
+    "Zhang",
+    "Liu",
+    "Chen",
+    "Yang",
+    "Zhao",
+    "Huang",
+    "Zhou",
+    "Wu",
+    "Xu",
+    "Sun",
+    "Hu",
+    "Zhu",
+    "Gao",
+    "Lin",
+    "He",
+    "Guo",
+    "Ma",
+    "Luo",
+)
+GIVEN = (
+    "Wei",
+    "Fang",
+    "Na",
+    "Min",
+    "Jing",
+    "Li",
+    "Qiang",
+    "Lei",
+    "Jun",
+    "Yang",
+    "Yong",
+    "Yan",
+    "Jie",
+    "Tao",
+    "Ming",
+    "Chao",
+    "Xiu",
+    "Xia",
+    "Ping",
+    "Gang",
+    "Hui",
+    "Hong",
+    "Bo",
+    "Lan",
+)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -103,7 +148,7 @@ class _Lattice:
     """Grid indices in boustrophedon order (neighbours follow each other)."""
 
 
-def _lattice(n: int, col0: int, row0: int, cols: int, rows: int, rng: np.random.Generator) -> _Lattice:
+def _lattice(n: int, col0: int, row0: int, cols: int, rows: int, *, rng: np.random.Generator) -> _Lattice:
     dlat = CELL_M / M_PER_DEG_LAT
     dlon = CELL_M / (M_PER_DEG_LAT * math.cos(math.radians(ORIGIN_LAT)))
     r_idx, c_idx = np.meshgrid(np.arange(rows + 1), np.arange(cols + 1), indexing="ij")
@@ -128,7 +173,7 @@ def _lattice(n: int, col0: int, row0: int, cols: int, rows: int, rng: np.random.
             spans = [(c, c + 1) for c in range(cols)]
         else:
             cuts = [round(j * cols / last) for j in range(last + 1)]
-            spans = list(zip(cuts[:-1], cuts[1:], strict=True))
+            spans = list(itertools.pairwise(cuts))
         row_ids = []
         for a, b in spans:
             index = len(rings)
@@ -204,7 +249,7 @@ def _district(index: int, col0: int, row0: int, scale: float, seed: int) -> _Dis
     n_grids = scaled("grids", scale)
     cols = math.ceil(math.sqrt(n_grids))
     rows = math.ceil(n_grids / cols)
-    lattice = _lattice(n_grids, col0, row0, cols, rows, streams[0])
+    lattice = _lattice(n_grids, col0, row0, cols, rows, rng=streams[0])
 
     gw = _width(n_grids, 4)
     grid_ids = [f"{name}-G{i + 1:0{gw}d}" for i in range(n_grids)]
@@ -276,8 +321,10 @@ def _district(index: int, col0: int, row0: int, scale: float, seed: int) -> _Dis
             lon[bad] = np.round(site_lon[site[bad]], 7)
         dw = _width(count, 5)
         prefix = KIND_PREFIX[kind]
-        site_ids = [f"{name}-S{g + 1:0{gw}d}-{n}" for g, n in zip(site_grid[site].tolist(),
-                                                                    site_number[site].tolist(), strict=True)]
+        site_ids = [
+            f"{name}-S{g + 1:0{gw}d}-{n}"
+            for g, n in zip(site_grid[site].tolist(), site_number[site].tolist(), strict=True)
+        ]
         device_rows[kind] = [
             f"{name}-{prefix}{i + 1:0{dw}d},{kind},{name},{site_ids[i]},{la:.7f},{lo:.7f},{grid_ids[g]}"
             for i, (la, lo, g) in enumerate(zip(lat.tolist(), lon.tolist(), grids.tolist(), strict=True))
@@ -311,9 +358,7 @@ def write_world(out: Path, *, scale: float = 1.0, seed: int = 1, districts: int 
     cols = math.ceil(math.sqrt(n_grids))
     rows = math.ceil(n_grids / cols)
     per_row = math.ceil(math.sqrt(districts))
-    built = [
-        _district(d, (d % per_row) * cols, (d // per_row) * rows, scale, seed) for d in range(districts)
-    ]
+    built = [_district(d, (d % per_row) * cols, (d // per_row) * rows, scale, seed) for d in range(districts)]
 
     with (out / "grids.geojson").open("wb") as handle:
         handle.write(b'{"type":"FeatureCollection","features":[\n')
@@ -324,10 +369,14 @@ def write_world(out: Path, *, scale: float = 1.0, seed: int = 1, districts: int 
                 first = False
         handle.write(b"\n]}\n")
     _write_lines(out / "workers.csv", "worker_id,name,role", (r for d in built for r in d.worker_rows))
-    _write_lines(out / "stations.csv", "station_id,name,district,lat,lon",
-                 (r for d in built for r in d.station_rows))
-    _write_lines(out / "devices.csv", "device_id,kind,district,site_id,lat,lon,grid_id",
-                 (r for d in built for kind in DEVICE_KINDS for r in d.device_rows[kind]))
+    _write_lines(
+        out / "stations.csv", "station_id,name,district,lat,lon", (r for d in built for r in d.station_rows)
+    )
+    _write_lines(
+        out / "devices.csv",
+        "device_id,kind,district,site_id,lat,lon,grid_id",
+        (r for d in built for kind in DEVICE_KINDS for r in d.device_rows[kind]),
+    )
     return WorldSummary(
         path=out,
         districts=tuple(d.name for d in built),

@@ -24,8 +24,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _grids(root: Path) -> tuple[list[str], list[object], list[dict[str, object]]]:
     document = json.loads((root / "grids.geojson").read_text())
     features = document["features"]
-    return ([f["properties"]["grid_id"] for f in features], [shape(f["geometry"]) for f in features],
-            [f["properties"] for f in features])
+    return (
+        [f["properties"]["grid_id"] for f in features],
+        [shape(f["geometry"]) for f in features],
+        [f["properties"] for f in features],
+    )
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -40,7 +43,10 @@ def test_counts_at_scale_1_match_the_reference_district(world: Path) -> None:
     assert len(ids) == REFERENCE["grids"] == 1089
     assert len(workers) == 860
     assert len(_rows(world / "stations.csv")) == 76
-    by_kind = {kind: sum(1 for d in devices if d["kind"] == kind) for kind in ("smoke", "electrical", "water", "patrol")}
+    by_kind = {
+        kind: sum(1 for d in devices if d["kind"] == kind)
+        for kind in ("smoke", "electrical", "water", "patrol")
+    }
     assert by_kind == {"smoke": 2861, "electrical": 2113, "water": 430, "patrol": 4064}
     supervisors = {w["worker_id"] for w in workers if w["role"] == "supervisor"}
     assert 1 <= len(supervisors) <= 40
@@ -87,7 +93,9 @@ def test_grids_tile_the_district_without_gaps_or_overlaps(world: Path) -> None:
     tree = shapely.STRtree(polygons)
     left, right = tree.query(polygons, predicate="intersects")
     pairs = left < right
-    overlap = shapely.area(shapely.intersection(np.asarray(polygons)[left[pairs]], np.asarray(polygons)[right[pairs]]))
+    overlap = shapely.area(
+        shapely.intersection(np.asarray(polygons)[left[pairs]], np.asarray(polygons)[right[pairs]])
+    )
     assert float(overlap.max()) < 1e-12
     lon, lat = union.centroid.x, union.centroid.y
     assert abs(lat - 34.3) < 0.1 and abs(lon - 108.7) < 0.1
@@ -95,7 +103,9 @@ def test_grids_tile_the_district_without_gaps_or_overlaps(world: Path) -> None:
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     files = ("grids.geojson", "devices.csv", "workers.csv", "stations.csv")
-    a, b, c = (write_world(tmp_path / name, scale=0.1, seed=seed) for name, seed in (("a", 3), ("b", 3), ("c", 4)))
+    a, b, c = (
+        write_world(tmp_path / name, scale=0.1, seed=seed) for name, seed in (("a", 3), ("b", 3), ("c", 4))
+    )
     for name in files:
         assert (a.path / name).read_bytes() == (b.path / name).read_bytes()
     assert (a.path / "devices.csv").read_bytes() != (c.path / "devices.csv").read_bytes()
@@ -119,7 +129,11 @@ def test_several_districts_side_by_side(tmp_path: Path) -> None:
     registry = Registry.load(summary.path)
     assert registry.warnings == []
     assert registry.districts == ["D01", "D02", "D03"]
-    assert len(registry) == summary.total_devices == 3 * sum(max(1, round(n * 0.05)) for n in (2861, 2113, 430, 4064))
+    assert (
+        len(registry)
+        == summary.total_devices
+        == 3 * sum(max(1, round(n * 0.05)) for n in (2861, 2113, 430, 4064))
+    )
     _, polygons, props = _grids(summary.path)
     union = shapely.union_all(polygons)
     assert abs(union.area - sum(p.area for p in polygons)) < 1e-9 * union.area  # type: ignore[attr-defined]

@@ -1,0 +1,188 @@
+"""``firegrid simulate world|run``: the world generator and the traffic runner on the command line.
+
+The main CLI calls :func:`add_parser`; ``python -m firegrid.cli_simulate`` runs it on its own.
+Errors print one readable line to stderr and return a non-zero exit code (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from devices import FiregridError
+from simulators import RunOptions, RunSummary, ScenarioError, builtin_scenarios, run_traffic, write_world
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``simulate`` (with ``world`` and ``run``) to the main CLI's subcommands."""
+    simulate = subparsers.add_parser("simulate", help="generate a world or publish simulated device traffic")
+    commands = simulate.add_subparsers(dest="simulate_command", metavar="{world,run}")
+    commands.required = True
+
+    world = commands.add_parser("world", help="write a registry of the reference district (CONTRACT §1, §3)")
+    world.add_argument("--out", type=Path, required=True, help="directory to write the registry into")
+    world.add_argument(
+        "--scale", type=_positive_float, default=1.0, help="size relative to the reference district"
+    )
+    world.add_argument("--seed", type=int, default=1, help="random seed (same seed, same bytes)")
+    world.add_argument("--districts", type=_positive_int, default=1, help="number of districts side by side")
+    world.set_defaults(func=_world)
+
+    run = commands.add_parser("run", help="publish device traffic (and a scenario) to the broker")
+    run.add_argument(
+        "--registry", type=Path, required=True, help="registry directory (from 'simulate world')"
+    )
+    run.add_argument("--url", default="mqtt://127.0.0.1:1883", help="broker, mqtt://[user:pass@]host:port")
+    run.add_argument(
+        "--rate", type=_positive_float, default=1000.0, help="messages per second (default 1000)"
+    )
+    run.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=None,
+        help="seconds (default: what the scenario needs, else 10)",
+    )
+    shipped = ", ".join(builtin_scenarios())
+    run.add_argument("--scenario", default=None, help=f"scenario YAML file, or a shipped one: {shipped}")
+    run.add_argument("--qos", type=int, choices=(0, 1), default=0)
+    run.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=None,
+        help="simulated seconds per second (default: the scenario's, else 1)",
+    )
+    run.add_argument(
+        "--truth", type=Path, default=None, help="write the scenario's ground truth here (JSON Lines)"
+    )
+    run.add_argument("--prefix", default="", help="string prepended to every topic")
+    run.add_argument("--seed", type=int, default=1)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+
+def _error(message: str) -> int:
+    print(f"firegrid simulate: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _world(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    try:
+        summary = write_world(args.out, scale=args.scale, seed=args.seed, districts=args.districts)
+    except (OSError, ValueError) as exc:
+        return _error(str(exc))
+    devices = ", ".join(f"{n:,} {kind}" for kind, n in summary.devices.items())
+    print(
+        f"wrote {summary.path}: {len(summary.districts)} district(s), {summary.grids:,} grids, "
+        f"{summary.workers:,} workers ({summary.supervisors} supervisors), {summary.stations:,} stations, "
+        f"{summary.sites:,} sites, {devices} in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def _print_summary(summary: RunSummary, console: Console) -> None:
+    table = Table(title="simulate run", show_header=False)
+    table.add_row("sent", f"{summary.sent:,} messages in {summary.seconds:.2f} s")
+    table.add_row(
+        "rate",
+        f"{summary.achieved_rate:,.0f} msg/s achieved of {summary.rate:,.0f} requested "
+        f"({(summary.achieved_rate / summary.rate - 1) * 100:+.1f} %)",
+    )
+    table.add_row("per kind", ", ".join(f"{kind} {n:,}" for kind, n in summary.per_kind.items()) or "-")
+    table.add_row(
+        "time scale",
+        f"{summary.time_scale:g} (simulated {(summary.sim_end_ms - summary.sim_start_ms) / 1000:,.0f} s)",
+    )
+    if summary.errors or summary.unacked:
+        table.add_row("problems", f"{summary.errors:,} publish errors, {summary.unacked:,} unacknowledged")
+    if summary.truth_path is not None:
+        table.add_row(
+            "truth", f"{summary.truth_events} events, {summary.truth_rejects} rejects → {summary.truth_path}"
+        )
+    console.print(table)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = (
+        signal.signal(signal.SIGTERM, on_signal)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    options = RunOptions(
+        registry=args.registry,
+        url=args.url,
+        rate=args.rate,
+        duration=args.duration,
+        scenario=args.scenario,
+        qos=args.qos,
+        time_scale=args.time_scale,
+        truth=args.truth,
+        prefix=args.prefix,
+        seed=args.seed,
+        progress=not args.no_progress and console.is_terminal,
+    )
+    logging.getLogger("simulators").setLevel(logging.ERROR)  # warnings go into the summary
+    try:
+        summary = run_traffic(options, console=console, stop=stop)
+    except (FiregridError, ScenarioError, ConnectionError, OSError, ValueError) as exc:
+        return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        return _error("interrupted")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    _print_summary(summary, Console())
+    return 0 if not summary.errors and not summary.unacked else EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="firegrid")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
