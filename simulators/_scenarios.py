@@ -356,7 +356,7 @@ def load_scenario(path: Path | str) -> Scenario:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = [p for p in error["loc"] if not (isinstance(p, str) and p in _STEP_TAGS)]
+            loc = [p for p in error["loc"] if not (isinstance(p, str) and (p in _STEP_TAGS or "[" in p))]
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{_where(loc)}: {message}")
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -430,6 +430,7 @@ class ExpectedStored:
     case: str
     field: str
     value: Any
+    """The value the field must be stored with; ``None``: the field must not be stored."""
     step: int = 0
 
 
@@ -1420,6 +1421,7 @@ class _Hostile:
             kind, index, SetFields(t, t + 1000, {"firmware": {"evil": INJECTION}, "x y": 1})
         )
         self.p.report(kind, index, t)
+        self._stored("unknown_fields", kind, index, "firmware", None)
 
 
 def plan_scenario(scenario: Scenario, fleet: Fleet, run: RunWindow, path: Path | None = None) -> Plan:
