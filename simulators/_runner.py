@@ -448,6 +448,10 @@ def run_traffic(
                     interrupted = True
                     break
                 elapsed = time.perf_counter() - t0
+                if (
+                    elapsed >= duration * 1.02 + 0.25
+                ):  # could not keep up: the run still ends (nearly) on time
+                    break
                 due = min(total, int(rate * elapsed) + 1) - sent
                 if due <= 0:
                     publisher.service()

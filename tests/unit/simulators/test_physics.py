@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ def _slope_c_per_min(ts: list[int], values: list[float]) -> float:
 def test_two_days_of_normal_telemetry_are_valid_and_far_from_every_threshold(registry: Registry) -> None:
     fleet = Fleet(registry, seed=5, start_ms=START)
     temps: dict[int, list[tuple[int, float]]] = {}
-    for step in range(0, 2 * 86_400, 300):  # every 5 min of two simulated days
+    for step in range(0, 2 * 86_400, 900):  # every 15 min of two simulated days
         t_ms = START + step * 1000
         for kind in ("smoke", "electrical", "water"):
             bank = fleet.banks[kind]
@@ -52,8 +53,8 @@ def test_two_days_of_normal_telemetry_are_valid_and_far_from_every_threshold(reg
                     assert payload.battery_pct is None or payload.battery_pct >= 20
     # the cable temperature follows the load slowly: nowhere near 5 °C/min over 2 minutes
     for series in list(temps.values())[:50]:
-        ts, values = zip(*series, strict=True)
-        steps = np.diff(values) / 5.0
+        values = [v for _, v in series]
+        steps = np.diff(values) / 15.0
         assert float(np.abs(steps).max()) < 1.0
 
 
@@ -96,7 +97,7 @@ def test_patrols_walk_at_walking_speed_and_scan_every_checkpoint_daily(registry:
         last[scan.tag] = scan.t_ms
     assert len(last) == patrol.size
     for points in by_worker.values():
-        for (t1, a), (t2, b) in zip(points, points[1:], strict=False):
+        for (t1, a), (t2, b) in itertools.pairwise(points):
             metres = float(haversine_m(patrol.lat[a], patrol.lon[a], patrol.lat[b], patrol.lon[b]))
             assert metres / ((t2 - t1) / 1000) < 2.0  # limit 10 m/s
     message = patrol.scan_message(scans[0])

@@ -118,7 +118,7 @@ def test_patrol_truth_needs_two_days(registry: Registry) -> None:
     fleet, plan = _plan(registry, path)
     assert sorted(e.type for e in plan.events) == ["PATROL_HAZARD", "PATROL_MISSED", "PATROL_TOO_FAST"]
     assert 26.4 * 3600 < plan.needs_sim_s < 3 * 86_400
-    with pytest.raises(ScenarioError, match="needs .* simulated s"):
+    with pytest.raises(ScenarioError, match=r"needs .* simulated s"):
         _plan(registry, path, sim_s=86_400.0)
     scans = [orjson.loads(b) for t, b in _emitted(plan)]
     hazard = next(s for s in scans if s["result"] == "hazard")
@@ -238,7 +238,8 @@ def test_planning_errors_name_the_step(tmp_path: Path, registry: Registry) -> No
             "steps[0].hold: the time beyond 0.1 MPa leaves LOW_PRESSURE ambiguous",
         ),
         (
-            "name: x\nsteps:\n  - action: alarm\n    target: {devices: [%s]}\n  - action: alarm\n    at: 100s\n"
+            "name: x\nsteps:\n  - action: alarm\n    target: {devices: [%s]}\n"
+            "  - action: alarm\n    at: 100s\n"
             "    target: {devices: [%s]}\n",
             "leave FIRE_CONFIRMED ambiguous",
         ),
@@ -248,9 +249,8 @@ def test_planning_errors_name_the_step(tmp_path: Path, registry: Registry) -> No
     for d in smoke:
         by_site.setdefault(d.site_id, []).append(d.device_id)
     pair = next(v for v in by_site.values() if len(v) >= 2)
-    for text, expected in cases:
-        if "%s" in text:
-            text = text % (pair[0], pair[1])
+    for template, expected in cases:
+        text = template % (pair[0], pair[1]) if "%s" in template else template
         with pytest.raises(ScenarioError) as info:
             _plan(registry, _write(tmp_path, text), sim_s=86_400.0)
         assert expected in str(info.value), str(info.value)
@@ -263,7 +263,8 @@ def test_two_alarms_in_one_building_confirm_a_fire(tmp_path: Path, registry: Reg
             by_site.setdefault(d.site_id, []).append(d.device_id)
     a, b = next(v for v in by_site.values() if len(v) >= 2)[:2]
     text = (
-        f"name: x\nsteps:\n  - action: alarm\n    target: {{devices: [{a}]}}\n  - action: alarm\n    at: 30s\n"
+        f"name: x\nsteps:\n  - action: alarm\n    target: {{devices: [{a}]}}\n"
+        f"  - action: alarm\n    at: 30s\n"
         f"    target: {{devices: [{b}]}}\n"
     )
     _, plan = _plan(registry, _write(tmp_path, text), sim_s=3600.0)
