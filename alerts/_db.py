@@ -1,0 +1,284 @@
+"""SQLite persistence of events and their transitions (WAL; one commit per store call).
+
+A ``kill -9`` loses nothing committed: WAL with ``synchronous=NORMAL`` survives a process crash
+(only a power cut may lose the last commits, unless ``durable_fsync``). The partial unique index
+on ``dedup_key`` enforces one not-closed event per key in the database itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from alerts._event import Event, State
+from rules import Severity
+
+SCHEMA_VERSION = 1
+
+_COLUMNS = (
+    "event_id",
+    "dedup_key",
+    "type",
+    "severity",
+    "state",
+    "cleared",
+    "escalated",
+    "district",
+    "grid_id",
+    "site_id",
+    "device_id",
+    "kind",
+    "lat",
+    "lon",
+    "station_id",
+    "value",
+    "threshold",
+    "count",
+    "raised_at",
+    "updated_at",
+    "message",
+    "opened_ms",
+    "deadline_ms",
+    "last_raise_ts",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM events"
+_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_UPDATE = f"UPDATE events SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:])} WHERE event_id = ?"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    dedup_key TEXT NOT NULL,
+    type TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    cleared INTEGER NOT NULL,
+    escalated INTEGER NOT NULL,
+    district TEXT NOT NULL,
+    grid_id TEXT NOT NULL,
+    site_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    lat REAL,
+    lon REAL,
+    station_id TEXT,
+    value REAL,
+    threshold REAL,
+    count INTEGER NOT NULL,
+    raised_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    opened_ms INTEGER NOT NULL,
+    deadline_ms INTEGER,
+    last_raise_ts INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_one_active_per_key ON events (dedup_key) WHERE state != 'closed';
+CREATE INDEX IF NOT EXISTS events_by_raised ON events (raised_at);
+CREATE INDEX IF NOT EXISTS events_by_state ON events (state, raised_at);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    action TEXT NOT NULL,
+    worker_id TEXT,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS transitions_by_event ON transitions (event_id, id);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+Transition = tuple[str, int, str | None, str, str, str | None, str | None]
+"""(event_id, at_ms, from_state, to_state, action, worker_id, note)"""
+
+
+def _row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.key,
+        event.type,
+        event.severity,
+        event.state,
+        int(event.cleared),
+        int(event.escalated),
+        event.district,
+        event.grid_id,
+        event.site_id,
+        event.device_id,
+        event.kind,
+        event.lat,
+        event.lon,
+        event.station_id,
+        event.value,
+        event.threshold,
+        event.count,
+        event.raised_at,
+        event.updated_at,
+        event.message,
+        event.opened_ms,
+        event.deadline_ms,
+        event.last_raise_ts,
+    )
+
+
+def _event(row: Sequence[Any]) -> Event:
+    return Event(
+        event_id=row[0],
+        key=row[1],
+        type=row[2],
+        severity=cast(Severity, row[3]),
+        state=cast(State, row[4]),
+        cleared=bool(row[5]),
+        escalated=bool(row[6]),
+        district=row[7],
+        grid_id=row[8],
+        site_id=row[9],
+        device_id=row[10],
+        kind=row[11],
+        lat=row[12],
+        lon=row[13],
+        station_id=row[14],
+        value=row[15],
+        threshold=row[16],
+        count=int(row[17]),
+        raised_at=int(row[18]),
+        updated_at=int(row[19]),
+        message=row[20],
+        opened_ms=int(row[21]),
+        deadline_ms=None if row[22] is None else int(row[22]),
+        last_raise_ts=int(row[23]),
+    )
+
+
+class EventDb:
+    """Writes go through one connection (the caller serialises them); reads use one per thread."""
+
+    def __init__(self, path: Path, *, durable_fsync: bool = False) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._sync = "FULL" if durable_fsync else "NORMAL"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._write = self._connect()
+        with self._write:
+            self._write.executescript(_SCHEMA)
+            self._write.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=30, check_same_thread=False, isolation_level="DEFERRED"
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={self._sync}")
+        with self._guard:
+            self._connections.append(connection)
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        with self._guard:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    # -- writes (one transaction per store call) ---------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Writer]:
+        """Commit everything done through the writer at the end, or nothing on an exception."""
+        with self._write:
+            yield Writer(self._write)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def active(self) -> list[Event]:
+        """Every event not closed (loaded at start-up)."""
+        rows = self._write.execute(
+            f"{_SELECT} WHERE state != 'closed' ORDER BY opened_ms, event_id"
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def meta(self, name: str, default: int = 0) -> int:
+        row = self._write.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def get(self, event_id: str) -> Event | None:
+        row = self._reader().execute(f"{_SELECT} WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else _event(row)
+
+    def history(self, event_id: str) -> list[dict[str, Any]]:
+        rows = self._reader().execute(
+            "SELECT at_ms, from_state, to_state, action, worker_id, note FROM transitions"
+            " WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+        names = ("at_ms", "from_state", "to_state", "action", "worker_id", "note")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def query(
+        self,
+        *,
+        state: str | None,
+        district: str | None,
+        grid: str | None,
+        type: str | None,
+        since_ms: int | None,
+        limit: int,
+    ) -> list[Event]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("state", state), ("district", district), ("grid_id", grid), ("type", type)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since_ms is not None:
+            where.append("raised_at >= ?")
+            args.append(since_ms)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        args.append(limit)
+        rows = self._reader().execute(
+            f"{_SELECT}{clause} ORDER BY raised_at DESC, event_id DESC LIMIT ?", args
+        )
+        return [_event(r) for r in rows]
+
+
+class Writer:
+    """The write operations of one transaction."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._c = connection
+
+    def insert(self, event: Event) -> None:
+        self._c.execute(_INSERT, _row(event))
+
+    def update(self, event: Event) -> None:
+        row = _row(event)
+        self._c.execute(_UPDATE, (*row[1:], row[0]))
+
+    def transition(self, *items: Transition) -> None:
+        self._c.executemany(
+            "INSERT INTO transitions (event_id, at_ms, from_state, to_state, action, worker_id, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            items,
+        )
+
+    def set_meta(self, name: str, value: int) -> None:
+        self._c.execute(
+            "INSERT INTO meta (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )

@@ -1,0 +1,494 @@
+"""The event store: hits in, events with their lifecycle out (CONTRACT §7 dedup, §8 events).
+
+Every public method is synchronous, thread-safe (one lock) and takes the service time
+``now_ms``; none reads the wall clock. A method that changes something commits one SQLite
+transaction, *then* publishes (so nothing is announced that a ``kill -9`` could forget) and
+returns an :class:`Outcome` with what it published and the ``events`` line-protocol lines the
+caller must write through its durable store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from ulid import ULID
+
+from alerts._actions import MOVES, ActionRequest, ActionResult, check_worker, parse_action, refusal
+from alerts._db import EventDb, Transition, Writer
+from alerts._escalation import DEFAULT_DEADLINES_MS, Deadlines
+from alerts._event import SEVERITY_RANK, STATES, Event, key_text
+from alerts._points import PointClock, event_line
+from alerts._routing import QOS, Publication, Publisher, StationIndex, Topics
+from devices import Registry
+from rules import SEVERITIES, Hit
+
+log = logging.getLogger(__name__)
+
+DB_NAME: Final = "events.sqlite"
+MAX_LIST: Final = 10_000
+_FLOOR: Final = "point_floor_ms"
+_TOPIC_UNSAFE: Final = frozenset("/+#\x00")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one call did."""
+
+    lines: list[str] = field(default_factory=list)
+    """``events`` points (line protocol, ms precision) for the caller's durable InfluxDB store."""
+    published: list[Publication] = field(default_factory=list)
+    """Every message published (in order), through the publisher if there is one."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """The event JSON of every change, in order (an event changed twice appears twice)."""
+    result: ActionResult | None = None
+    """For :meth:`EventStore.handle_action`: the answer sent to ``actions/{worker}/result``."""
+
+    def extend(self, other: Outcome) -> None:
+        self.lines.extend(other.lines)
+        self.published.extend(other.published)
+        self.events.extend(other.events)
+
+
+class _Batch:
+    """Changes of one call, written in one transaction and published after the commit."""
+
+    def __init__(self) -> None:
+        self.new: dict[str, Event] = {}
+        self.dirty: dict[str, Event] = {}
+        self.transitions: list[Transition] = []
+        self.outcome = Outcome()
+
+    def note(
+        self,
+        event: Event,
+        now_ms: int,
+        action: str,
+        note: str | None,
+        *,
+        worker_id: str | None = None,
+        before: str | None = "",
+    ) -> None:
+        """Record a transition of ``event`` (into its current state; from ``before``, which
+        defaults to the current state too)."""
+        start = event.state if before == "" else before
+        self.transitions.append((event.event_id, now_ms, start, event.state, action, worker_id, note))
+
+    def write(self, writer: Writer) -> None:
+        for event in self.new.values():
+            writer.insert(event)
+        for event_id, event in self.dirty.items():
+            if event_id not in self.new:
+                writer.update(event)
+        if self.transitions:
+            writer.transition(*self.transitions)
+
+
+class EventStore:
+    """Events in SQLite (``{data_dir}/events.sqlite``), their routing, escalation and actions.
+
+    ``publisher`` is the MQTT client (anything with ``publish(topic, payload, qos)``); without
+    one the publications are only returned in :attr:`Outcome.published` for the caller to send.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        registry: Registry,
+        publisher: Publisher | None = None,
+        *,
+        topic_prefix: str = "",
+        deadlines_ms: Mapping[str, int] | None = None,
+        durable_fsync: bool = False,
+    ) -> None:
+        deadlines = dict(DEFAULT_DEADLINES_MS if deadlines_ms is None else deadlines_ms)
+        missing = [s for s in SEVERITIES if s not in deadlines or deadlines[s] <= 0]
+        if missing:
+            raise ValueError(f"deadlines_ms needs a positive deadline for {', '.join(missing)}")
+        self.path = path
+        self.topics = Topics(topic_prefix)
+        self._deadline_ms = deadlines
+        self._registry = registry
+        self._stations = StationIndex(registry)
+        self._publisher = publisher
+        self._lock = threading.RLock()
+        self._db = EventDb(path, durable_fsync=durable_fsync)
+        self._active: dict[str, Event] = {}
+        self._by_id: dict[str, Event] = {}
+        self._deadlines = Deadlines()
+        self._clock = PointClock()
+        self._load()
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        registry: Registry,
+        publisher: Publisher | None = None,
+        *,
+        topic_prefix: str = "",
+        deadlines_ms: Mapping[str, int] | None = None,
+        durable_fsync: bool = False,
+    ) -> EventStore:
+        """The store of a data directory (``FIREGRID_DATA_DIR``)."""
+        return cls(
+            Path(data_dir) / DB_NAME,
+            registry,
+            publisher,
+            topic_prefix=topic_prefix,
+            deadlines_ms=deadlines_ms,
+            durable_fsync=durable_fsync,
+        )
+
+    def _load(self) -> None:
+        """(Re)build the in-memory view of the not-closed events from the database."""
+        self._active.clear()
+        self._by_id.clear()
+        self._deadlines = Deadlines()
+        for event in self._db.active():
+            self._active[event.key] = event
+            self._by_id[event.event_id] = event
+            if event.deadline_ms is not None:
+                self._deadlines.push(event.deadline_ms, event.event_id)
+        self._clock = PointClock(self._db.meta(_FLOOR))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    # -- hits ------------------------------------------------------------------------------------
+
+    def process(self, hits: Iterable[Hit], now_ms: int) -> Outcome:
+        """Apply the rules engine's hits: raise, repeat (count), severity rise, clear."""
+        with self._lock:
+            batch = _Batch()
+            for hit in hits:
+                key = key_text(hit.key)
+                event = self._active.get(key)
+                if hit.state == "raise":
+                    if event is None:
+                        self._raise(batch, hit, key, now_ms)
+                    else:
+                        self._repeat(batch, event, hit, now_ms)
+                elif event is not None and not event.cleared:
+                    self._clear(batch, event, hit, now_ms)
+            return self._commit(batch)
+
+    def _raise(self, batch: _Batch, hit: Hit, key: str, now_ms: int) -> None:
+        registry = self._registry
+        slot = registry.slot_of.get(hit.device_id)
+        lat = lon = None
+        if slot is not None:
+            lat, lon = float(registry.lat[slot]), float(registry.lon[slot])
+        event = Event(
+            event_id=str(ULID.from_timestamp(now_ms)),
+            key=key,
+            type=hit.type,
+            severity=hit.severity,
+            state="open",
+            cleared=False,
+            escalated=False,
+            district=hit.district,
+            grid_id=hit.grid_id,
+            site_id=hit.site_id,
+            device_id=hit.device_id,
+            kind=hit.kind,
+            lat=lat,
+            lon=lon,
+            station_id=self._stations.nearest(hit.district, lat, lon) if hit.severity == "critical" else None,
+            value=hit.value,
+            threshold=hit.threshold,
+            count=1,
+            raised_at=hit.ts,
+            updated_at=now_ms,
+            message=hit.message,
+            opened_ms=now_ms,
+            deadline_ms=now_ms + self._deadline_ms[hit.severity],
+            last_raise_ts=hit.ts,
+        )
+        self._active[key] = event
+        self._by_id[event.event_id] = event
+        assert event.deadline_ms is not None
+        self._deadlines.push(event.deadline_ms, event.event_id)
+        batch.new[event.event_id] = event
+        batch.note(event, now_ms, "raise", hit.message, before=None)
+        self._changed(batch, event, "raised", now_ms, with_state=True)
+
+    def _repeat(self, batch: _Batch, event: Event, hit: Hit, now_ms: int) -> None:
+        higher = SEVERITY_RANK[hit.severity] > SEVERITY_RANK[event.severity]
+        if hit.ts == event.last_raise_ts and not higher:
+            log.debug("event %s: raise at ts %d replayed (restart); not counted", event.event_id, hit.ts)
+            return
+        event.count += 1
+        event.value = hit.value
+        event.threshold = hit.threshold
+        event.message = hit.message
+        event.cleared = False
+        event.last_raise_ts = max(event.last_raise_ts, hit.ts)
+        event.updated_at = max(event.updated_at, now_ms)
+        batch.note(event, now_ms, "repeat", hit.message)
+        change = "repeat"
+        if higher:
+            change = "severity"
+            batch.note(event, now_ms, "severity", f"{event.severity} → {hit.severity}")
+            event.severity = hit.severity
+            if hit.severity == "critical" and event.station_id is None:
+                event.station_id = self._stations.nearest(event.district, event.lat, event.lon)
+            if event.deadline_ms is not None:
+                event.deadline_ms = min(event.deadline_ms, now_ms + self._deadline_ms[hit.severity])
+                self._deadlines.push(event.deadline_ms, event.event_id)
+        self._changed(batch, event, change, now_ms, with_state=False)
+
+    def _clear(self, batch: _Batch, event: Event, hit: Hit, now_ms: int) -> None:
+        event.cleared = True
+        event.updated_at = max(event.updated_at, now_ms)
+        batch.note(event, now_ms, "clear", hit.message)
+        self._changed(batch, event, "cleared", now_ms, with_state=False)
+
+    # -- escalation ------------------------------------------------------------------------------
+
+    def _current_deadline(self, event_id: str) -> int | None:
+        event = self._by_id.get(event_id)
+        return None if event is None else event.deadline_ms
+
+    def next_deadline(self) -> int | None:
+        """The earliest escalation deadline (epoch ms), or None: call :meth:`tick` when it is due."""
+        with self._lock:
+            return self._deadlines.next(self._current_deadline)
+
+    def tick(self, now_ms: int) -> Outcome:
+        """Escalate every open event whose deadline is ``<= now_ms`` (once each)."""
+        with self._lock:
+            batch = _Batch()
+            for event_id in self._deadlines.due(now_ms, self._current_deadline):
+                event = self._by_id[event_id]
+                event.escalated = True
+                event.deadline_ms = None
+                event.updated_at = max(event.updated_at, now_ms)
+                minutes = self._deadline_ms[event.severity] / 60_000
+                note = f"not acknowledged within {minutes:g} min ({event.severity})"
+                batch.note(event, now_ms, "escalate", note)
+                self._changed(
+                    batch,
+                    event,
+                    "escalated",
+                    now_ms,
+                    with_state=False,
+                    extra=(self.topics.escalations(event.district),),
+                )
+            return self._commit(batch)
+
+    # -- worker actions --------------------------------------------------------------------------
+
+    def handle_message(self, topic: str, payload: bytes, now_ms: int) -> Outcome | None:
+        """:meth:`handle_action` for a message on ``{prefix}actions/{worker_id}``; None for other topics."""
+        worker_id = self.topics.action_worker(topic)
+        if worker_id is None:
+            return None
+        return self.handle_action(worker_id, payload, now_ms)
+
+    def handle_action(self, worker_id: str, payload: bytes, now_ms: int) -> Outcome:
+        """Apply a worker's action; the result is published to ``actions/{worker_id}/result``."""
+        with self._lock:
+            batch = _Batch()
+            parsed = parse_action(payload)
+            if isinstance(parsed, ActionResult):
+                result = parsed
+            else:
+                result = self._act(batch, worker_id, parsed, now_ms)
+            if not result.ok:
+                log.info(
+                    "action refused: worker %s, %s %s: %s",
+                    worker_id,
+                    result.action,
+                    result.event_id,
+                    result.error,
+                )
+            outcome = self._commit(batch)
+            outcome.result = result
+            if _TOPIC_UNSAFE.isdisjoint(worker_id) and worker_id:
+                answer = Publication(
+                    self.topics.action_result(worker_id), orjson.dumps(result.to_dict()), QOS
+                )
+                self._send(outcome, [answer])
+            return outcome
+
+    def _act(self, batch: _Batch, worker_id: str, request: ActionRequest, now_ms: int) -> ActionResult:
+        def refused(error: str) -> ActionResult:
+            return ActionResult(request.event_id, request.action, False, error)
+
+        error = check_worker(self._registry, worker_id)
+        if error:
+            return refused(error)
+        event = self._by_id.get(request.event_id) or self._db.get(request.event_id)
+        if event is None:
+            return refused(f"unknown event {request.event_id[:80]}")
+        error = refusal(self._registry, worker_id, request, event)
+        if error:
+            return refused(error)
+        if request.action == "comment":
+            batch.note(event, now_ms, "comment", request.note, worker_id=worker_id)
+            return ActionResult(event.event_id, request.action, True)
+        before, after = MOVES[request.action]
+        event.state = after
+        event.updated_at = max(event.updated_at, now_ms)
+        if after != "open":
+            event.deadline_ms = None
+        if after == "closed":
+            del self._active[event.key]
+            del self._by_id[event.event_id]
+        batch.note(event, now_ms, request.action, request.note, worker_id=worker_id, before=before)
+        self._changed(batch, event, after, now_ms, with_state=True)
+        return ActionResult(event.event_id, request.action, True)
+
+    # -- registry ----------------------------------------------------------------------------------
+
+    def reload(self, registry: Registry, now_ms: int) -> Outcome:
+        """Use a reloaded registry (SIGHUP): new workers/grids/stations apply at once; an active
+        event whose device moved (grid, position) or whose nearest station changed is rerouted
+        (and republished)."""
+        with self._lock:
+            self._registry = registry
+            self._stations = StationIndex(registry)
+            batch = _Batch()
+            for event in list(self._by_id.values()):
+                slot = registry.slot_of.get(event.device_id)
+                if slot is None:
+                    continue
+                grid, district = registry.grid_of(slot), registry.district_of(slot)
+                lat, lon = float(registry.lat[slot]), float(registry.lon[slot])
+                station = event.station_id
+                if event.severity == "critical":
+                    station = self._stations.nearest(district, lat, lon)
+                if (grid, district, lat, lon, station) == (
+                    event.grid_id,
+                    event.district,
+                    event.lat,
+                    event.lon,
+                    event.station_id,
+                ):
+                    continue
+                note = f"grid {event.grid_id} → {grid}, station {event.station_id} → {station}"
+                event.grid_id, event.district, event.lat, event.lon, event.station_id = (
+                    grid,
+                    district,
+                    lat,
+                    lon,
+                    station,
+                )
+                event.updated_at = max(event.updated_at, now_ms)
+                batch.note(event, now_ms, "reroute", note)
+                self._changed(batch, event, "rerouted", now_ms, with_state=False)
+            return self._commit(batch)
+
+    # -- queries (HTTP) ------------------------------------------------------------------------------
+
+    def list_events(
+        self,
+        state: str | None = None,
+        district: str | None = None,
+        grid: str | None = None,
+        type: str | None = None,
+        since_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Events (newest ``raised_at`` first) matching every filter given; ``since_ms`` bounds
+        ``raised_at`` from below. Raises ValueError for an unknown state or a bad limit."""
+        if state is not None and state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, not {state!r}")
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        events = self._db.query(
+            state=state,
+            district=district,
+            grid=grid,
+            type=type,
+            since_ms=since_ms,
+            limit=min(limit, MAX_LIST),
+        )
+        return [e.to_dict() for e in events]
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """The event JSON plus ``history``: its transitions, oldest first, each
+        ``{at_ms, from_state, to_state, action, worker_id, note}``."""
+        event = self._db.get(event_id)
+        if event is None:
+            return None
+        document = event.to_dict()
+        document["history"] = self._db.history(event_id)
+        return document
+
+    def counts(self) -> dict[str, int]:
+        """Active (not closed) events by state, and how many of them are escalated / cleared."""
+        with self._lock:
+            counter = Counter(e.state for e in self._by_id.values())
+            out: dict[str, int] = {state: counter.get(state, 0) for state in STATES if state != "closed"}
+            out["escalated"] = sum(e.escalated for e in self._by_id.values())
+            out["cleared"] = sum(e.cleared for e in self._by_id.values())
+            return out
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _changed(
+        self,
+        batch: _Batch,
+        event: Event,
+        change: str,
+        now_ms: int,
+        *,
+        with_state: bool,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        batch.dirty[event.event_id] = event
+        batch.outcome.lines.append(event_line(event, change, self._clock, now_ms, with_state=with_state))
+        document = event.to_dict()
+        batch.outcome.events.append(document)
+        payload = orjson.dumps(document)
+        topics = [self.topics.grid(event.district, event.grid_id)]
+        if event.severity == "critical" and event.station_id is not None:
+            topics.append(self.topics.station(event.station_id))
+        topics.extend(extra)
+        batch.outcome.published.extend(Publication(topic, payload, QOS) for topic in topics)
+
+    def _commit(self, batch: _Batch) -> Outcome:
+        outcome = batch.outcome
+        if not (batch.new or batch.dirty or batch.transitions):
+            return outcome
+        try:
+            with self._db.transaction() as writer:
+                batch.write(writer)
+                if outcome.lines:
+                    writer.set_meta(_FLOOR, self._clock.high_ms)
+        except Exception:
+            log.exception("event store: commit failed; reloading the events from %s", self.path)
+            self._load()
+            raise
+        pending, outcome.published = outcome.published, []
+        self._send(outcome, pending)
+        return outcome
+
+    def _send(self, outcome: Outcome, publications: list[Publication]) -> None:
+        for publication in publications:
+            outcome.published.append(publication)
+            if self._publisher is None:
+                continue
+            try:
+                self._publisher.publish(publication.topic, publication.payload, publication.qos)
+            except Exception:
+                log.exception("publishing to %s failed", publication.topic)
