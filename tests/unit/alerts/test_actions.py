@@ -18,7 +18,9 @@ def event_id(store: EventStore, hit: HitFactory, publisher: FakePublisher) -> st
     return str(out.events[0]["event_id"])
 
 
-def _do(store: EventStore, worker: str, event_id: str, name: str, note: str | None = None, at: int = T0) -> Outcome:
+def _do(
+    store: EventStore, worker: str, event_id: str, name: str, note: str | None = None, at: int = T0
+) -> Outcome:
     return store.handle_action(worker, action(event_id, name, note), at)
 
 
@@ -26,7 +28,9 @@ def _result(publisher: FakePublisher, worker: str) -> dict[str, object]:
     return publisher.on(f"actions/{worker}/result")[-1]
 
 
-def test_ack_resolve_close_by_the_right_people(store: EventStore, publisher: FakePublisher, event_id: str) -> None:
+def test_ack_resolve_close_by_the_right_people(
+    store: EventStore, publisher: FakePublisher, event_id: str
+) -> None:
     ack = _do(store, "W0", event_id, "ack", "on my way", T0 + 1000)
     assert ack.result is not None and ack.result.ok
     assert _result(publisher, "W0") == {"event_id": event_id, "action": "ack", "ok": True, "error": None}
@@ -45,7 +49,9 @@ def test_ack_resolve_close_by_the_right_people(store: EventStore, publisher: Fak
     assert store.counts()["open"] == 0
 
 
-def test_a_worker_of_another_grid_is_refused(store: EventStore, publisher: FakePublisher, event_id: str) -> None:
+def test_a_worker_of_another_grid_is_refused(
+    store: EventStore, publisher: FakePublisher, event_id: str
+) -> None:
     out = _do(store, "W1", event_id, "ack")
     assert out.result is not None and not out.result.ok
     assert out.published[-1].topic == "actions/W1/result"
@@ -121,7 +127,12 @@ def test_out_of_order_actions_are_refused(
         ("W0", b'{"event_id": "E1"}', "action missing", ("E1", None)),
         ("W0", b'{"event_id": "E1", "action": "delete"}', "unknown action 'delete'", ("E1", "delete")),
         ("W0", b'{"event_id": "E1", "action": "ack", "note": 5}', "note must be a string", ("E1", "ack")),
-        ("W0", b'{"event_id": "01JF0000000000000000000000", "action": "ack"}', "unknown event", (None, "ack")),
+        (
+            "W0",
+            b'{"event_id": "01JF0000000000000000000000", "action": "ack"}',
+            "unknown event",
+            (None, "ack"),
+        ),
         ("W9", b'{"event_id": "E1", "action": "ack"}', "unknown worker W9", ("E1", "ack")),
         ("bad id!", b'{"event_id": "E1", "action": "ack"}', "invalid worker_id", ("E1", "ack")),
     ],
@@ -186,7 +197,10 @@ def test_history_keeps_every_transition_with_time_worker_and_note(
     _do(store, "SUP1", event_id, "close", "checked", T0 + 500)
     event = store.get_event(event_id)
     assert event is not None
-    rows = [(h["at_ms"], h["from_state"], h["to_state"], h["action"], h["worker_id"], h["note"]) for h in event["history"]]
+    rows = [
+        (h["at_ms"], h["from_state"], h["to_state"], h["action"], h["worker_id"], h["note"])
+        for h in event["history"]
+    ]
     assert rows == [
         (T0, None, "open", "raise", None, "TAMPER raise on S0000"),
         (T0 + 100, "open", "open", "repeat", None, "TAMPER raise on S0000"),

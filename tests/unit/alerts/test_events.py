@@ -13,7 +13,10 @@ from tests.unit.alerts.conftest import T0, FakePublisher, HitFactory, action, pa
 def _haversine(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     r = 6_371_000.0
     p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
     return 2 * r * math.asin(math.sqrt(a))
 
 
@@ -78,7 +81,7 @@ def test_critical_event_also_goes_to_the_nearest_station(
 
 
 def test_a_district_without_stations_routes_critical_events_to_the_grid_only(
-    db_path: object, registry_path: object, hit: HitFactory, publisher: FakePublisher, registry: Registry
+    hit: HitFactory, publisher: FakePublisher, registry: Registry
 ) -> None:
     (registry.path / "stations.csv").write_text("station_id,name,district,lat,lon\n")
     bare = Registry.load(registry.path)
@@ -130,7 +133,12 @@ def test_clear_without_an_event_or_twice_does_nothing(
 
 def test_dedup_is_per_device_and_type(store: EventStore, hit: HitFactory) -> None:
     store.process(
-        [hit("S0000", "TAMPER"), hit("S0001", "TAMPER"), hit("S0000", "DEVICE_FAULT"), hit("S0000", "TAMPER", ts=T0 + 1)],
+        [
+            hit("S0000", "TAMPER"),
+            hit("S0001", "TAMPER"),
+            hit("S0000", "DEVICE_FAULT"),
+            hit("S0000", "TAMPER", ts=T0 + 1),
+        ],
         T0,
     )
     events = {(e["device_id"], e["type"]): e["count"] for e in store.list_events()}
@@ -181,7 +189,7 @@ def test_a_replayed_raise_is_not_counted(store: EventStore, hit: HitFactory) -> 
 
 
 def test_topic_prefix_is_prepended_everywhere(
-    db_path: object, registry: Registry, publisher: FakePublisher, hit: HitFactory, tmp_path: object
+    registry: Registry, publisher: FakePublisher, hit: HitFactory
 ) -> None:
     store = EventStore(registry.path.parent / "p.sqlite", registry, publisher, topic_prefix="t7/")
     event = store.process([hit("S0000", "FIRE_ALARM", "critical")], T0).events[0]
@@ -195,7 +203,9 @@ def test_topic_prefix_is_prepended_everywhere(
         "t7/alerts/D01/escalations",
     }
     assert store.topics.actions_subscription == "t7/actions/+"
-    assert store.handle_message("t7/actions/W0", action(event["event_id"], "comment", "x"), T0 + 2) is not None
+    assert (
+        store.handle_message("t7/actions/W0", action(event["event_id"], "comment", "x"), T0 + 2) is not None
+    )
     assert store.handle_message("actions/W0", b"{}", T0) is None
     assert store.handle_message("t7/actions/W0/result", b"{}", T0) is None
 
