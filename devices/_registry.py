@@ -253,16 +253,16 @@ class Registry:
         return len(self.device_ids)
 
     def kind_of(self, slot: int) -> str:
-        return KINDS[self.kind_code[slot]].name
+        return KINDS[int(self.kind_code[slot])].name
 
     def grid_of(self, slot: int) -> str:
-        return self.grid_names[self.grid_idx[slot]]
+        return self.grid_names[int(self.grid_idx[slot])]
 
     def district_of(self, slot: int) -> str:
-        return self.districts[self.district_idx[slot]]
+        return self.districts[int(self.district_idx[slot])]
 
     def site_of(self, slot: int) -> str:
-        return self.sites[self.site_idx[slot]]
+        return self.sites[int(self.site_idx[slot])]
 
     def override(self, name: str, slot: int) -> float | None:
         value = float(self.overrides[name][slot])
@@ -322,7 +322,9 @@ def _csv_rows(
         reader = csv.reader(handle)
         header = [h.strip() for h in next(reader, [])]
         if tuple(header[: len(required)]) != tuple(required):
-            problems.add(f"{name}:1", f"header must start with {','.join(required)}; found {','.join(header)}")
+            problems.add(
+                f"{name}:1", f"header must start with {','.join(required)}; found {','.join(header)}"
+            )
             return
         extra = header[len(required) :]
         unknown = [h for h in extra if h not in optional]
@@ -346,7 +348,9 @@ def _check_id(value: str, what: str, where: str, problems: _Problems) -> bool:
     return False
 
 
-def _coordinate(value: str, what: str, low: float, high: float, where: str, problems: _Problems) -> float | None:
+def _coordinate(
+    value: str, what: str, low: float, high: float, where: str, problems: _Problems
+) -> float | None:
     try:
         number = float(value)
     except ValueError:
@@ -491,7 +495,9 @@ def _load_device_rows(path: Path, grids: dict[str, Grid], problems: _Problems) -
             if grid is None:
                 problems.add(where, f"grid_id {grid_id} is not in grids.geojson")
             elif grid.district != row["district"]:
-                problems.add(where, f"grid {grid_id} belongs to district {grid.district}, not {row['district']}")
+                problems.add(
+                    where, f"grid {grid_id} belongs to district {grid.district}, not {row['district']}"
+                )
         overrides: dict[str, float] = {}
         for name in OVERRIDE_COLUMNS:
             text = row.get(name, "")
@@ -510,7 +516,11 @@ def _load_device_rows(path: Path, grids: dict[str, Grid], problems: _Problems) -
         if low is not None and high is not None and low >= high:
             problems.add(where, f"min_pressure_mpa {low} must be below max_pressure_mpa {high}")
         if len(problems.items) == before and lat is not None and lon is not None:
-            rows.append(_DeviceRow(device_id, row["kind"], row["district"], row["site_id"], lat, lon, grid_id, overrides))
+            rows.append(
+                _DeviceRow(
+                    device_id, row["kind"], row["district"], row["site_id"], lat, lon, grid_id, overrides
+                )
+            )
     return rows
 
 

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, put
 
+_TEMP_KEYS = tuple(f"temp_c_{i}" for i in range(1, 9))
 Channels = Annotated[list[Finite], Field(min_length=1, max_length=8)]
 
 
@@ -26,12 +27,13 @@ class ElectricalPayload(Payload):
 
     def influx_fields(self) -> dict[str, FieldValue]:
         fields: dict[str, FieldValue] = {"residual_ma": float(self.residual_ma)}
-        if self.temp_c:
-            put(fields, "temp_c_max", max(self.temp_c))
-            for i, value in enumerate(self.temp_c, start=1):
-                put(fields, f"temp_c_{i}", value)
+        temps = self.temp_c
+        if temps:
+            fields["temp_c_max"] = float(max(temps))
+            for key, value in zip(_TEMP_KEYS, temps, strict=False):
+                fields[key] = float(value)
         if self.current_a:
-            put(fields, "current_a_max", max(self.current_a))
+            fields["current_a_max"] = float(max(self.current_a))
         put(fields, "arc_count", self.arc_count)
         put(fields, "fault", self.fault or None)
         return fields
@@ -40,7 +42,14 @@ class ElectricalPayload(Payload):
 SPEC = KindSpec(
     name="electrical",
     payload=ElectricalPayload,
-    sample={"ts": 1764583200000, "seq": 1, "residual_ma": 42.0, "temp_c": [38.5, 41.0, 39.2],
-            "current_a": [12.1, 10.4, 11.8], "arc_count": 0, "fault": None},
+    sample={
+        "ts": 1764583200000,
+        "seq": 1,
+        "residual_ma": 42.0,
+        "temp_c": [38.5, 41.0, 39.2],
+        "current_a": [12.1, 10.4, 11.8],
+        "arc_count": 0,
+        "fault": None,
+    },
     heartbeat_s=60,
 )

@@ -36,7 +36,13 @@ class PatrolPayload(Payload):
 SPEC = KindSpec(
     name="patrol",
     payload=PatrolPayload,
-    sample={"ts": 1764583200000, "seq": 1, "worker_id": "W0001", "result": "hazard",
-            "hazards": ["blocked exit", "extinguisher expired"], "note": "stairwell B"},
+    sample={
+        "ts": 1764583200000,
+        "seq": 1,
+        "worker_id": "W0001",
+        "result": "hazard",
+        "hazards": ["blocked exit", "extinguisher expired"],
+        "note": "stairwell B",
+    },
     heartbeat_s=None,
 )

@@ -30,7 +30,15 @@ class SmokePayload(Payload):
 SPEC = KindSpec(
     name="smoke",
     payload=SmokePayload,
-    sample={"ts": 1764583200000, "seq": 1, "alarm": False, "obscuration_db_m": 0.02,
-            "battery_pct": 87, "rssi_dbm": -71, "tamper": False, "fault": None},
+    sample={
+        "ts": 1764583200000,
+        "seq": 1,
+        "alarm": False,
+        "obscuration_db_m": 0.02,
+        "battery_pct": 87,
+        "rssi_dbm": -71,
+        "tamper": False,
+        "fault": None,
+    },
     heartbeat_s=3600,
 )

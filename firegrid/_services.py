@@ -79,8 +79,12 @@ class _Process:
             return
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(), cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command(),
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             wait_for(lambda: self.ready() or not self.running, timeout, f"{self.name} to start")
@@ -129,7 +133,8 @@ class Mosquitto(_Process):
         body = template.read_text() if template.is_file() else ""
         # the shipped tuning, with this instance's port, persistence directory and user
         kept = [
-            line for line in body.splitlines()
+            line
+            for line in body.splitlines()
             if not line.startswith(("listener", "persistence_location", "user ", "log_dest", "pid_file"))
         ]
         self.config_path.write_text(

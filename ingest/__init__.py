@@ -1,5 +1,6 @@
 """MQTT ingest: decoding, validation, dedup, line protocol, InfluxDB writer, spool, consumer."""
 
+from ingest._committer import Committer
 from ingest._consumer import BrokerAddress, Inbox, MqttConsumer
 from ingest._decode import MAX_PAYLOAD, Decoded, Decoder, Reject, RejectReason
 from ingest._dedup import SeqDeduplicator
@@ -8,6 +9,7 @@ from ingest._influx import InfluxClient, RejectedLine
 from ingest._lineproto import (
     encode_fields,
     encode_line,
+    encode_trusted_fields,
     escape_key,
     escape_measurement,
     expected_string,
@@ -22,6 +24,7 @@ from ingest._store import Store
 __all__ = [
     "MAX_PAYLOAD",
     "BrokerAddress",
+    "Committer",
     "Decoded",
     "Decoder",
     "InMessage",
@@ -40,6 +43,7 @@ __all__ = [
     "Store",
     "encode_fields",
     "encode_line",
+    "encode_trusted_fields",
     "escape_key",
     "escape_measurement",
     "expected_string",

@@ -14,15 +14,17 @@ every packet already buffered instead, as Home Assistant does (its PR #118222).
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -33,20 +35,30 @@ from ingest._pipeline import InMessage
 
 log = logging.getLogger(__name__)
 
-RECEIVE_MAXIMUM = 4096
+RECEIVE_MAXIMUM = 16384
 SESSION_EXPIRY_S = 7 * 24 * 3600
 READ_BURST = 1000
 QOS0_INBOX_LIMIT = 200_000
 
 
+_PUBACK = struct.Struct("!BBH")  # MQTT 5 PUBACK, reason "success" left implicit (remaining length 2)
+
+
 class _BurstClient(mqtt.Client):
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK every mid, in order, as one queued write (paho's ``ack`` wakes the network
+        thread and sends one 4-byte packet per message: a third of the ingest CPU at 10k msg/s)."""
+        if mids:
+            pack = _PUBACK.pack
+            self._packet_queue(PUBACK, b"".join([pack(PUBACK, 2, mid) for mid in mids]), 0, 0)
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         for _ in range(READ_BURST):
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
             if rc > 0:
-                return self._loop_rc_handle(rc)  # type: ignore[no-any-return]
+                return self._loop_rc_handle(rc)
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
         return MQTTErrorCode.MQTT_ERR_SUCCESS
@@ -122,7 +134,9 @@ class MqttConsumer:
         self._on_connection_change = on_connection_change
         self._on_fatal = on_fatal
         client = _BurstClient(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5,
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
         if self.address.username:
@@ -141,16 +155,18 @@ class MqttConsumer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         properties.ReceiveMaximum = RECEIVE_MAXIMUM
         try:
-            self.client.connect(self.address.host, self.address.port, keepalive=30, clean_start=False,
-                                properties=properties)
+            self.client.connect(
+                self.address.host, self.address.port, keepalive=30, clean_start=False, properties=properties
+            )
         except OSError as exc:
             log.warning("MQTT broker %s unreachable (%s); retrying in the background", self.address, exc)
-            self.client.connect_async(self.address.host, self.address.port, keepalive=30, clean_start=False,
-                                      properties=properties)
+            self.client.connect_async(
+                self.address.host, self.address.port, keepalive=30, clean_start=False, properties=properties
+            )
         self.client.loop_start()
 
     def stop(self) -> None:
@@ -158,20 +174,24 @@ class MqttConsumer:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def ack(self, messages: list[InMessage]) -> None:
+    def ack(self, messages: Sequence[InMessage]) -> None:
+        """Acknowledge ``messages`` (in arrival order) of the current connection."""
         generation = self.generation
-        ack = self.client.ack
-        for message in messages:
-            if message.qos and message.generation == generation:
-                ack(message.mid, message.qos)
+        self.client.ack_many([m.mid for m in messages if m.qos == 1 and m.generation == generation])
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
 
     # -- paho callbacks (network thread) -----------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason.is_failure:
             message = f"MQTT broker {self.address} refused the connection: {reason}"
             if reason.value in (0x86, 0x87, 0x8C):  # bad credentials, not authorized, bad auth method
@@ -186,8 +206,14 @@ class MqttConsumer:
         self.connected = True
         self._on_connection_change(True)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason: ReasonCode, properties: Properties | None) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if self.connected:
             log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
         self.connected = False
@@ -197,10 +223,20 @@ class MqttConsumer:
         if message.qos == 0 and len(self.inbox) > QOS0_INBOX_LIMIT:
             self.overload_dropped += 1
             return
-        self.inbox.put(InMessage(message.mid, message.qos, message.topic, message.payload,
-                                 time.time_ns() // 1_000_000, self.generation))
+        self.inbox.put(
+            InMessage(
+                message.mid,
+                message.qos,
+                message.topic,
+                bytes(message.payload),
+                time.time_ns() // 1_000_000,
+                self.generation,
+            )
+        )
 
-    def _wrap(self, handler: Callable[[mqtt.MQTTMessage], None]) -> Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]:
+    def _wrap(
+        self, handler: Callable[[mqtt.MQTTMessage], None]
+    ) -> Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]:
         def callback(client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
             try:
                 handler(message)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from devices import Reading, Registry
 from ingest._decode import Reject
-from ingest._lineproto import encode_fields, encode_line, escape_key, series_key
+from ingest._lineproto import encode_line, encode_trusted_fields, escape_key, series_key
 
 
 class PointEncoder:
@@ -40,13 +40,15 @@ class PointEncoder:
         return series
 
     def readings(self, readings: Iterable[Reading], out: list[str]) -> None:
+        series_cache = self._series
+        append = out.append
         for reading in readings:
-            series = self._series_of(reading.slot)
+            series = series_cache[reading.slot] or self._series_of(reading.slot)
             payload = reading.payload
             extra = payload.influx_tags()
             if extra:  # tag keys sort after "site" (only patrol's "worker" today)
                 series += "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(extra.items()) if v)
-            out.append(f"{series} {encode_fields(payload.influx_fields())} {reading.ts}")
+            append(f"{series} {encode_trusted_fields(payload.influx_fields())} {reading.ts}")
 
     def rejects(self, rejects: Iterable[Reject], out: list[str]) -> None:
         for reject in rejects:

@@ -62,6 +62,21 @@ def encode_fields(fields: Mapping[str, FieldValue]) -> str:
     return ",".join(f"{escape_key(k)}={format_value(v)}" for k, v in fields.items())
 
 
+def encode_trusted_fields(fields: Mapping[str, FieldValue]) -> str:
+    """Like :func:`encode_fields` for field keys that need no escaping (the device kinds' own
+    names, checked by a test): the hot path of ingest, several times faster."""
+    parts = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is float:
+            parts.append(f"{key}={value!r}")
+        elif kind is bool:
+            parts.append(f"{key}=true" if value else f"{key}=false")
+        else:
+            parts.append(f"{key}={quote_string(str(value))}")
+    return ",".join(parts)
+
+
 def encode_line(series: str, fields: Mapping[str, FieldValue], ts_ms: int) -> str:
     """One line (no trailing newline). ``series`` comes from :func:`series_key`."""
     if not fields:

@@ -11,22 +11,36 @@ class IngestMetrics:
         r = self.registry
         self.received = Counter("firegrid_messages_received", "MQTT messages received", registry=r)
         self.readings = Counter("firegrid_readings_accepted", "Valid readings decoded", ["kind"], registry=r)
-        self.written = Counter("firegrid_points_written", "Points written to InfluxDB (directly or from the spool)", registry=r)
-        self.rejected = Counter("firegrid_rejects", "Rejected messages or batch elements", ["reason"], registry=r)
-        self.duplicates = Counter("firegrid_duplicates", "Readings dropped as duplicates (device, seq)", registry=r)
+        self.written = Counter(
+            "firegrid_points_written", "Points written to InfluxDB (directly or from the spool)", registry=r
+        )
+        self.rejected = Counter(
+            "firegrid_rejects", "Rejected messages or batch elements", ["reason"], registry=r
+        )
+        self.duplicates = Counter(
+            "firegrid_duplicates", "Readings dropped as duplicates (device, seq)", registry=r
+        )
         self.spooled = Counter("firegrid_points_spooled", "Points committed to the local spool", registry=r)
-        self.overload_dropped = Counter("firegrid_qos0_dropped", "QoS 0 messages dropped under overload", registry=r)
+        self.overload_dropped = Counter(
+            "firegrid_qos0_dropped", "QoS 0 messages dropped under overload", registry=r
+        )
         self.spool_depth = Gauge("firegrid_spool_depth", "Points waiting in the local spool", registry=r)
-        self.lost = Gauge("firegrid_lost_messages", "Messages missing from devices' seq sequences", registry=r)
+        self.lost = Gauge(
+            "firegrid_lost_messages", "Messages missing from devices' seq sequences", registry=r
+        )
         self.mqtt_connected = Gauge("firegrid_mqtt_connected", "1 while connected to the broker", registry=r)
         self.influx_up = Gauge("firegrid_influx_up", "1 while InfluxDB accepts writes", registry=r)
         self.write_latency = Histogram(
-            "firegrid_write_latency_seconds", "Time to make a batch durable",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+            "firegrid_write_latency_seconds",
+            "Time to make a batch durable",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
         )
         self.batch_size = Histogram(
-            "firegrid_batch_messages", "Messages per processed batch",
-            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r,
+            "firegrid_batch_messages",
+            "Messages per processed batch",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
         )
 
     def totals(self) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""One batch of MQTT messages as a transaction: decode, dedup, evaluate, make durable, ack."""
+"""One batch of MQTT messages: decode, validate, dedup, evaluate, encode (then commit and ack)."""
 
 from __future__ import annotations
 
@@ -44,14 +44,12 @@ class Pipeline:
     def __init__(
         self,
         registry: Registry,
-        store: Durable,
         metrics: IngestMetrics,
         *,
         topic_prefix: str = "",
         sinks: Sequence[ReadingSink] = (),
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        self._store = store
         self._metrics = metrics
         self._sinks = list(sinks)
         self._clock_ms = clock_ms
@@ -69,8 +67,11 @@ class Pipeline:
         self._encoder = PointEncoder(registry)
         self._dedup.grow(registry.slots)
 
-    def process(self, messages: Sequence[InMessage]) -> None:
-        """Return once every reading and reject of ``messages`` is durable (then ack them)."""
+    def process(self, messages: Sequence[InMessage]) -> list[str]:
+        """The line protocol of ``messages``' readings and rejects; the sinks have seen the readings.
+
+        The messages may be acknowledged once these lines are durable (see :class:`Committer`).
+        """
         decoded = Decoded()
         decode = self._decoder.decode
         for message in messages:
@@ -95,7 +96,7 @@ class Pipeline:
             lines.append(self._pending_rejected.popleft())
         self._encoder.readings(readings, lines)
         self._encoder.rejects(decoded.rejects, lines)
-        self._store.put(lines)
+        return lines
 
     def on_influx_rejected(self, rejected: list[RejectedLine]) -> None:
         """Lines InfluxDB refused become ``rejects`` points, written with the next batch."""

@@ -68,8 +68,10 @@ class Spool:
     def peek(self, max_lines: int) -> tuple[int, list[str]]:
         """The oldest batches, up to ``max_lines`` lines (at least one batch): (last id, lines)."""
         connection = self._connection()
-        last_id, lines = 0, []
-        for row_id, count, body in connection.execute("SELECT id, lines, body FROM batches ORDER BY id LIMIT 64"):
+        last_id, lines = 0, list[str]()
+        for row_id, count, body in connection.execute(
+            "SELECT id, lines, body FROM batches ORDER BY id LIMIT 64"
+        ):
             if lines and len(lines) + count > max_lines:
                 break
             lines.extend(zlib.decompress(body).decode().split("\n"))

@@ -61,9 +61,16 @@ def write_registry(root: Path, district: str = "D01", devices_per_kind: int = 3)
             features.append(
                 {
                     "type": "Feature",
-                    "geometry": {"type": "Polygon", "coordinates": square(108.7 + gx * 0.01, 34.3 + gy * 0.01, 0.01)},
-                    "properties": {"grid_id": gid, "district": district, "name": f"Grid {gid}",
-                                   "workers": [f"W{gy * 2 + gx}", "SUP1"] if gx == 0 else [f"W{gy * 2 + gx}"]},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": square(108.7 + gx * 0.01, 34.3 + gy * 0.01, 0.01),
+                    },
+                    "properties": {
+                        "grid_id": gid,
+                        "district": district,
+                        "name": f"Grid {gid}",
+                        "workers": [f"W{gy * 2 + gx}", "SUP1"] if gx == 0 else [f"W{gy * 2 + gx}"],
+                    },
                 }
             )
     (root / "grids.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))

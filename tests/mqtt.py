@@ -17,7 +17,9 @@ class TestClient:
     __test__ = False
 
     def __init__(self, port: int, client_id: str = "") -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self.client.max_inflight_messages_set(1000)
@@ -31,7 +33,7 @@ class TestClient:
             self.messages.append((message.topic, message.payload))
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, mid = self.client.subscribe(topic, qos)
+        result, _ = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
 
     def publish(self, topic: str, payload: bytes | str | dict[str, Any] | list[Any], qos: int = 1) -> None:

@@ -26,7 +26,10 @@ class IngestProcess:
     def start(self, wait: bool = True) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firegrid", "ingest"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "firegrid", "ingest"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -68,7 +68,8 @@ def test_influxdb_outage_spools_and_drains_in_order(
     client.publish_many(_stream(topic_prefix, 300, 1000, base))
     health = eventually(
         lambda: (h := ingest.health()) and h["influx"] == "unavailable" and h["spool_depth"] > 0 and h,
-        timeout=30, what="spool in use",
+        timeout=30,
+        what="spool in use",
     )
     assert health["status"] == "degraded"
     influx.start()
@@ -118,5 +119,9 @@ def test_broker_restart_reconnects_and_loses_nothing(
     second = TestClient(broker.port)
     second.publish_many(_stream(topic_prefix, 300, 600, base))
     second.close()
-    eventually(lambda: _all_arrived(influx, influx_db, 600), timeout=60, what="readings from both sides of the restart")
+    eventually(
+        lambda: _all_arrived(influx, influx_db, 600),
+        timeout=60,
+        what="readings from both sides of the restart",
+    )
     _assert_exactly_once(influx, influx_db, 600)

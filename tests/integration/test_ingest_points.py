@@ -19,12 +19,29 @@ GRID = {"smoke": "D01-G00", "electrical": "D01-G00", "water": "D01-G02", "patrol
 SITE = {"smoke": "S0", "electrical": "S1", "water": "S0", "patrol": "S0"}
 
 EXPECTED_FIELDS: dict[str, dict[str, Any]] = {
-    "smoke": {"alarm": False, "obscuration_db_m": 0.02, "battery_pct": 87.0, "rssi_dbm": -71.0, "tamper": False},
-    "electrical": {"residual_ma": 42.0, "temp_c_max": 41.0, "temp_c_1": 38.5, "temp_c_2": 41.0, "temp_c_3": 39.2,
-                   "current_a_max": 12.1, "arc_count": 0.0},
+    "smoke": {
+        "alarm": False,
+        "obscuration_db_m": 0.02,
+        "battery_pct": 87.0,
+        "rssi_dbm": -71.0,
+        "tamper": False,
+    },
+    "electrical": {
+        "residual_ma": 42.0,
+        "temp_c_max": 41.0,
+        "temp_c_1": 38.5,
+        "temp_c_2": 41.0,
+        "temp_c_3": 39.2,
+        "current_a_max": 12.1,
+        "arc_count": 0.0,
+    },
     "water": {"pressure_mpa": 0.32, "level_m": 2.4, "battery_pct": 64.0},
-    "patrol": {"result": "hazard", "hazard_count": 2.0, "hazards": "blocked exit,extinguisher expired",
-               "note": "stairwell B"},
+    "patrol": {
+        "result": "hazard",
+        "hazard_count": 2.0,
+        "hazards": "blocked exit,extinguisher expired",
+        "note": "stairwell B",
+    },
 }
 
 
@@ -41,7 +58,12 @@ def _topic(prefix: str, kind: str) -> str:
 
 @pytest.mark.parametrize("spec", KINDS, ids=lambda s: s.name)
 def test_single_and_batch_messages_become_exact_points(
-    spec: KindSpec, ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str, topic_prefix: str
+    spec: KindSpec,
+    ingest: IngestProcess,
+    client: TestClient,
+    influx: Influxd,
+    influx_db: str,
+    topic_prefix: str,
 ) -> None:
     now = int(time.time() * 1000) // 1000 * 1000
     sample = dict(spec.sample, worker_id="W1") if spec.name == "patrol" else dict(spec.sample)
@@ -51,7 +73,9 @@ def test_single_and_batch_messages_become_exact_points(
     client.publish(_topic(topic_prefix, spec.name), batch)
 
     rows = eventually(
-        lambda: (r := influx_query(influx.url, influx_db, f'SELECT * FROM "{spec.name}"')) and len(r) >= 4 and r,
+        lambda: (
+            (r := influx_query(influx.url, influx_db, f'SELECT * FROM "{spec.name}"')) and len(r) >= 4 and r
+        ),
         what=f"4 {spec.name} points",
     )
     assert [row["time"] for row in rows] == [now - 5000, now - 3000, now - 2999, now - 2998]
@@ -63,41 +87,51 @@ def test_single_and_batch_messages_become_exact_points(
         assert present == {**EXPECTED_FIELDS[spec.name], **tags}
 
 
-def test_field_types_are_fixed(ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str,
-                               topic_prefix: str) -> None:
+def test_field_types_are_fixed(
+    ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str, topic_prefix: str
+) -> None:
     """Integers sent by a device are stored as floats, so the field type never flips."""
-    client.publish(_topic(topic_prefix, "water"), {"pressure_mpa": 1, "battery_pct": 50})
-    client.publish(_topic(topic_prefix, "water"), {"pressure_mpa": 0.5})
+    now = int(time.time() * 1000)
+    client.publish(_topic(topic_prefix, "water"), {"ts": now - 20, "pressure_mpa": 1, "battery_pct": 50})
+    client.publish(_topic(topic_prefix, "water"), {"ts": now - 10, "pressure_mpa": 0.5})
     eventually(lambda: len(influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water")) == 2)
     keys = influx_query(influx.url, influx_db, "SHOW FIELD KEYS FROM water")
     assert {row["fieldKey"]: row["fieldType"] for row in keys} == {
-        "pressure_mpa": "float", "battery_pct": "float"
+        "pressure_mpa": "float",
+        "battery_pct": "float",
     }
 
 
-def test_missing_ts_takes_time_of_receipt(ingest: IngestProcess, client: TestClient, influx: Influxd,
-                                          influx_db: str, topic_prefix: str) -> None:
+def test_missing_ts_takes_time_of_receipt(
+    ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str, topic_prefix: str
+) -> None:
     before = int(time.time() * 1000)
     client.publish(_topic(topic_prefix, "smoke"), {"alarm": False})
     rows = eventually(lambda: influx_query(influx.url, influx_db, "SELECT alarm FROM smoke"))
     assert before <= rows[0]["time"] <= int(time.time() * 1000)
 
 
-def test_same_device_and_seq_twice_give_one_point(ingest: IngestProcess, client: TestClient, influx: Influxd,
-                                                  influx_db: str, topic_prefix: str) -> None:
+def test_same_device_and_seq_twice_give_one_point(
+    ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str, topic_prefix: str
+) -> None:
     now = int(time.time() * 1000)
     client.publish(_topic(topic_prefix, "water"), {"ts": now - 2000, "seq": 7, "pressure_mpa": 0.3})
     client.publish(_topic(topic_prefix, "water"), {"ts": now - 1000, "seq": 7, "pressure_mpa": 0.3})
     client.publish(_topic(topic_prefix, "water"), {"ts": now - 500, "seq": 8, "pressure_mpa": 0.4})
     rows = eventually(
-        lambda: (r := influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water")) and r[-1]["pressure_mpa"] == 0.4 and r
+        lambda: (
+            (r := influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water"))
+            and r[-1]["pressure_mpa"] == 0.4
+            and r
+        )
     )
     assert [row["time"] for row in rows] == [now - 2000, now - 500]
     eventually(lambda: "firegrid_duplicates_total 1.0" in ingest.metrics(), what="duplicate counted")
 
 
-def test_sighup_reloads_the_registry_keeping_state(ingest: IngestProcess, client: TestClient, influx: Influxd,
-                                                   influx_db: str, topic_prefix: str) -> None:
+def test_sighup_reloads_the_registry_keeping_state(
+    ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str, topic_prefix: str
+) -> None:
     import signal
 
     from tests.helpers import eventually as wait
@@ -113,7 +147,13 @@ def test_sighup_reloads_the_registry_keeping_state(ingest: IngestProcess, client
     ingest.proc.send_signal(signal.SIGHUP)
     wait(lambda: "registry reloaded" in ingest.log(), what="reload logged")
     client.publish(f"{topic_prefix}fire/D01/water/NEW1", {"ts": now - 700, "pressure_mpa": 0.3})
-    client.publish(_topic(topic_prefix, "water"), {"ts": now - 600, "seq": 3, "pressure_mpa": 0.3})  # still a duplicate
-    rows = wait(lambda: influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water WHERE device = 'NEW1'"))
+    client.publish(
+        _topic(topic_prefix, "water"), {"ts": now - 600, "seq": 3, "pressure_mpa": 0.3}
+    )  # still a duplicate
+    rows = wait(
+        lambda: influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water WHERE device = 'NEW1'")
+    )
     assert [r["time"] for r in rows] == [now - 700]
-    wait(lambda: "firegrid_duplicates_total 1.0" in ingest.metrics(), what="dedup state kept across the reload")
+    wait(
+        lambda: "firegrid_duplicates_total 1.0" in ingest.metrics(), what="dedup state kept across the reload"
+    )

@@ -21,12 +21,18 @@ plain_tag = text.filter(lambda s: not s.endswith("\\") and "\n" not in s and "\r
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tag=plain_tag, note=st.text(max_size=200).filter(lambda s: "\x00" not in s), other=text)
-def test_tags_and_strings_round_trip(influx: Influxd, influx_db: str, tag: str, note: str, other: str) -> None:
+def test_tags_and_strings_round_trip(
+    influx: Influxd, influx_db: str, tag: str, note: str, other: str
+) -> None:
     httpx.post(f"{influx.url}/query", data={"q": f'CREATE DATABASE "{influx_db}"'}, timeout=10)
     ts = next(_clock)
     line = encode_line(series_key("m", (("t", tag), ("z", other))), {"note": note, "v": 1.0}, ts)
-    response = httpx.post(f"{influx.url}/write", params={"db": influx_db, "precision": "ms"},
-                          content=(line + "\n").encode(), timeout=10)
+    response = httpx.post(
+        f"{influx.url}/write",
+        params={"db": influx_db, "precision": "ms"},
+        content=(line + "\n").encode(),
+        timeout=10,
+    )
     assert response.status_code == 204, (line, response.text)
     rows = influx_query(influx.url, influx_db, f"SELECT * FROM m WHERE time = {ts}ms")
     assert len(rows) == 1, line  # one point: nothing injected a second line

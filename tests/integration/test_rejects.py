@@ -51,7 +51,9 @@ def test_every_reject_reason_is_recorded_and_nothing_else_is_lost(
     # a good message after all the bad ones still gets through
     client.publish(f"{topic_prefix}fire/D01/smoke/S0001", {"alarm": True, "ts": NOW})
     rows = eventually(
-        lambda: (r := influx_query(influx.url, influx_db, "SELECT * FROM rejects")) and len(r) >= len(CASES) and r,
+        lambda: (
+            (r := influx_query(influx.url, influx_db, "SELECT * FROM rejects")) and len(r) >= len(CASES) and r
+        ),
         what="every reject recorded",
     )
     assert sorted(row["reason"] for row in rows) == sorted(reason for reason, _, _ in CASES)
@@ -78,29 +80,43 @@ def test_bad_elements_of_a_batch_are_rejected_and_the_rest_kept(
         {"ts": NOW - 1000, "pressure_mpa": 0.31},
     ]
     client.publish(f"{topic_prefix}fire/D01/water/W0001", batch)
-    rows = eventually(lambda: (r := influx_query(influx.url, influx_db, "SELECT * FROM rejects")) and len(r) == 2 and r)
+    rows = eventually(
+        lambda: (r := influx_query(influx.url, influx_db, "SELECT * FROM rejects")) and len(r) == 2 and r
+    )
     assert sorted(r["reason"] for r in rows) == ["schema", "ts_future"]
     assert "element 1" in next(r["error"] for r in rows if r["reason"] == "schema")
-    water = eventually(lambda: (r := influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water")) and len(r) == 2 and r)
+    water = eventually(
+        lambda: (
+            (r := influx_query(influx.url, influx_db, "SELECT pressure_mpa FROM water")) and len(r) == 2 and r
+        )
+    )
     assert [r["pressure_mpa"] for r in water] == [0.3, 0.31]
 
 
 def test_hostile_identifiers_cannot_inject_line_protocol(
     ingest: IngestProcess, client: TestClient, influx: Influxd, influx_db: str, topic_prefix: str
 ) -> None:
-    hostile = ['a,b=c d', 'x\ny', 'q"uote', "sp ace", "eq=al", "back\\", "W1 result=\"ok\" 1"]
+    hostile = ["a,b=c d", "x\ny", 'q"uote', "sp ace", "eq=al", "back\\", 'W1 result="ok" 1']
     for text in hostile:
         client.publish(f"{topic_prefix}fire/D01/patrol/P0001", {"worker_id": text, "result": "ok"})
         if "\n" not in text:  # mosquitto drops a client that publishes control characters in a topic
             client.publish(f"{topic_prefix}fire/D01/smoke/{text}", {"alarm": False})
     note = 'ok" 1\nsmoke,device=EVIL alarm=true 1\n'
-    client.publish(f"{topic_prefix}fire/D01/patrol/P0001",
-                   {"worker_id": "W1", "result": "hazard", "hazards": ["a,b", 'c="d"'], "note": note, "ts": NOW})
+    client.publish(
+        f"{topic_prefix}fire/D01/patrol/P0001",
+        {"worker_id": "W1", "result": "hazard", "hazards": ["a,b", 'c="d"'], "note": note, "ts": NOW},
+    )
     patrol = eventually(lambda: influx_query(influx.url, influx_db, "SELECT * FROM patrol"))
     assert len(patrol) == 1
     assert patrol[0]["note"] == 'ok" 1\\nsmoke,device=EVIL alarm=true 1\\n'
     assert patrol[0]["hazards"] == 'a,b,c="d"', patrol
-    rejects = eventually(lambda: (r := influx_query(influx.url, influx_db, "SELECT * FROM rejects")) and len(r) >= 2 * len(hostile) - 1 and r)
+    rejects = eventually(
+        lambda: (
+            (r := influx_query(influx.url, influx_db, "SELECT * FROM rejects"))
+            and len(r) >= 2 * len(hostile) - 1
+            and r
+        )
+    )
     assert {r["reason"] for r in rejects} <= {"schema", "bad_topic"}
     assert influx_query(influx.url, influx_db, "SELECT * FROM smoke") == []
     measurements = influx_query(influx.url, influx_db, "SHOW MEASUREMENTS")

@@ -10,8 +10,14 @@ import pytest
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "firegrid", "ingest"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "firegrid", "ingest"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -21,11 +27,15 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ({"FIREGRID_INFLUX_URL": "localhost:8086"}, "invalid setting FIREGRID_INFLUX_URL"),
         ({"FIREGRID_HTTP": "nowhere"}, "invalid setting FIREGRID_HTTP"),
         ({"FIREGRID_BATCH_MAX": "-5"}, "invalid setting FIREGRID_BATCH_MAX"),
-        ({"FIREGRID_REGISTRY": "/does/not/exist"}, "registry refused: /does/not/exist: registry directory not found"),
+        (
+            {"FIREGRID_REGISTRY": "/does/not/exist"},
+            "registry refused: /does/not/exist: registry directory not found",
+        ),
     ],
 )
-def test_bad_settings_stop_startup_with_one_line(ingest_env: dict[str, str], override: dict[str, str],
-                                                 expected: str) -> None:
+def test_bad_settings_stop_startup_with_one_line(
+    ingest_env: dict[str, str], override: dict[str, str], expected: str
+) -> None:
     result = _run({**ingest_env, **override})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -34,7 +44,9 @@ def test_bad_settings_stop_startup_with_one_line(ingest_env: dict[str, str], ove
     assert "Traceback" not in result.stderr
 
 
-def test_broken_registry_stops_startup_naming_file_and_line(ingest_env: dict[str, str], registry_dir: Path) -> None:
+def test_broken_registry_stops_startup_naming_file_and_line(
+    ingest_env: dict[str, str], registry_dir: Path
+) -> None:
     with (registry_dir / "devices.csv").open("a") as handle:
         handle.write("S0000,smoke,D01,S0,34.3,108.7,\n")
     result = _run(ingest_env)
@@ -46,7 +58,13 @@ def test_config_file_is_read_and_environment_wins(ingest_env: dict[str, str], tm
     config = tmp_path / "firegrid.toml"
     config.write_text('http = "not-a-port"\nmqtt_url = "mqtt://127.0.0.1:1"\n')
     env = {k: v for k, v in ingest_env.items() if k != "FIREGRID_HTTP"}
-    result = subprocess.run([sys.executable, "-m", "firegrid", "ingest", "--config", str(config)], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "firegrid", "ingest", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "invalid setting FIREGRID_HTTP (in" in result.stderr

@@ -7,7 +7,16 @@ import orjson
 import pytest
 
 from devices import KINDS, Reading, Registry, SmokePayload
-from ingest import Decoded, Decoder, RejectReason, SeqDeduplicator, encode_line, escape_key, quote_string, series_key
+from ingest import (
+    Decoded,
+    Decoder,
+    RejectReason,
+    SeqDeduplicator,
+    encode_line,
+    escape_key,
+    quote_string,
+    series_key,
+)
 from tests.helpers import write_registry
 
 
@@ -105,10 +114,21 @@ def test_settings_errors_are_one_readable_line(tmp_path: Path) -> None:
     settings = load_settings(config, environ={"FIREGRID_INFLUX_DB": "from_env"})
     assert (settings.influx_db, settings.http_port) == ("from_env", 9000)
     config.write_text("nonsense = 1\n")
-    with pytest.raises(SettingsError, match="FIREGRID_NONSENSE.*unknown setting"):
+    with pytest.raises(SettingsError, match=r"FIREGRID_NONSENSE.*unknown setting"):
         load_settings(config, environ={})
     with pytest.raises(SettingsError, match="not valid TOML"):
         config.write_text("= =")
         load_settings(config, environ={})
     settings = load_settings(environ={"FIREGRID_INFLUX_PASSWORD": "s3cret"})
     assert "s3cret" not in repr(settings)
+
+
+def test_field_keys_need_no_escaping() -> None:
+    """encode_trusted_fields relies on this for the kinds' own field names."""
+    import re
+
+    full = dict(KINDS[1].sample, temp_c=[1.0] * 8, current_a=[1.0] * 8, fault="x")
+    for sample in [*(spec.sample for spec in KINDS), full]:
+        spec = next(s for s in KINDS if set(s.sample) <= set(sample) or s.sample is sample)
+        payload = spec.adapter.validate_json(orjson.dumps(sample))
+        assert all(re.fullmatch(r"[a-z0-9_]+", key) for key in payload.influx_fields())

@@ -45,11 +45,23 @@ def test_device_outside_every_grid_is_unassigned_with_a_warning(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("file", "mutate", "expected"),
     [
-        ("devices.csv", lambda t: t + "S0000,smoke,D01,S0,34.3,108.7,\n", "devices.csv:14: duplicate device_id S0000"),
-        ("devices.csv", lambda t: t + "bad id,smoke,D01,S0,34.3,108.7,\n", "devices.csv:14: invalid device_id"),
+        (
+            "devices.csv",
+            lambda t: t + "S0000,smoke,D01,S0,34.3,108.7,\n",
+            "devices.csv:14: duplicate device_id S0000",
+        ),
+        (
+            "devices.csv",
+            lambda t: t + "bad id,smoke,D01,S0,34.3,108.7,\n",
+            "devices.csv:14: invalid device_id",
+        ),
         ("devices.csv", lambda t: t + "Z1,laser,D01,S0,34.3,108.7,\n", "devices.csv:14: kind 'laser'"),
         ("devices.csv", lambda t: t + "Z1,smoke,D01,S0,north,108.7,\n", "devices.csv:14: lat 'north'"),
-        ("devices.csv", lambda t: t + "Z1,smoke,D01,S0,34.3,108.7,NOPE\n", "grid_id NOPE is not in grids.geojson"),
+        (
+            "devices.csv",
+            lambda t: t + "Z1,smoke,D01,S0,34.3,108.7,NOPE\n",
+            "grid_id NOPE is not in grids.geojson",
+        ),
         ("devices.csv", lambda t: t + "Z1,smoke,D01,S0\n", "devices.csv:14: expected 7 columns"),
         ("devices.csv", lambda t: t.replace("device_id,kind", "id,kind"), "devices.csv:1: header must start"),
         ("workers.csv", lambda t: t + "W9,Nine,boss\n", "workers.csv:7: role 'boss'"),
@@ -72,7 +84,7 @@ def test_broken_registry_is_refused_naming_file_line_and_problem(
 def test_missing_file_is_named(tmp_path: Path) -> None:
     root = write_registry(tmp_path / "reg")
     (root / "stations.csv").unlink()
-    with pytest.raises(RegistryError, match="stations.csv: file missing"):
+    with pytest.raises(RegistryError, match=r"stations\.csv: file missing"):
         Registry.load(root)
 
 
