@@ -61,7 +61,7 @@ class ActionRequest:
     note: str | None
 
 
-def parse_action(payload: bytes) -> ActionRequest | ActionResult:
+def parse_action(payload: bytes | bytearray) -> ActionRequest | ActionResult:
     """The request, or a refusal (an :class:`ActionResult` with ``ok`` false)."""
     if len(payload) > MAX_ACTION_BYTES:
         return ActionResult(None, None, False, f"payload larger than {MAX_ACTION_BYTES} bytes")

@@ -296,14 +296,14 @@ class EventStore:
 
     # -- worker actions --------------------------------------------------------------------------
 
-    def handle_message(self, topic: str, payload: bytes, now_ms: int) -> Outcome | None:
+    def handle_message(self, topic: str, payload: bytes | bytearray, now_ms: int) -> Outcome | None:
         """:meth:`handle_action` for a message on ``{prefix}actions/{worker_id}``; None for other topics."""
         worker_id = self.topics.action_worker(topic)
         if worker_id is None:
             return None
         return self.handle_action(worker_id, payload, now_ms)
 
-    def handle_action(self, worker_id: str, payload: bytes, now_ms: int) -> Outcome:
+    def handle_action(self, worker_id: str, payload: bytes | bytearray, now_ms: int) -> Outcome:
         """Apply a worker's action; the result is published to ``actions/{worker_id}/result``."""
         with self._lock:
             batch = _Batch()

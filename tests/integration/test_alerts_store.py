@@ -63,7 +63,7 @@ def test_alerts_and_actions_over_the_broker(
 
         service.client.on_message = on_action
         service.subscribe(store.topics.actions_subscription)
-        eventually(lambda: service.client.is_connected(), what="service client")
+        eventually(service.client.is_connected, what="service client")
 
         now = int(time.time() * 1000)
         out = store.process([_hit(registry, "S0000", "FIRE_ALARM", "raise", now)], now)
