@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -262,12 +262,11 @@ class Writer:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._c = connection
 
-    def insert(self, event: Event) -> None:
-        self._c.execute(_INSERT, _row(event))
+    def insert(self, events: Iterable[Event]) -> None:
+        self._c.executemany(_INSERT, (_row(e) for e in events))
 
-    def update(self, event: Event) -> None:
-        row = _row(event)
-        self._c.execute(_UPDATE, (*row[1:], row[0]))
+    def update(self, events: Iterable[Event]) -> None:
+        self._c.executemany(_UPDATE, ((*row[1:], row[0]) for row in map(_row, events)))
 
     def transition(self, *items: Transition) -> None:
         self._c.executemany(

@@ -16,14 +16,13 @@ last one written before it (the floor is kept in the store).
 from __future__ import annotations
 
 from alerts._event import Event
-from devices import FieldValue
-from ingest import encode_line, series_key
+from ingest import quote_string, series_key
 
 MEASUREMENT = "events"
 
 
 class PointClock:
-    """Strictly increasing point times per series."""
+    """Strictly increasing point times per series (and the series keys, cached)."""
 
     def __init__(self, floor_ms: int = 0) -> None:
         self.floor_ms = floor_ms
@@ -31,6 +30,15 @@ class PointClock:
         self.high_ms = floor_ms
         """The latest point time handed out (persisted as the next floor)."""
         self._last: dict[str, int] = {}
+        self._series: dict[tuple[str, str, str, str, str], str] = {}
+
+    def series(self, event: Event) -> str:
+        tags = (event.district, event.grid_id, event.type, event.severity, event.kind)
+        series = self._series.get(tags)
+        if series is None:
+            names = ("district", "grid", "type", "severity", "kind")
+            series = self._series[tags] = series_key(MEASUREMENT, zip(names, tags, strict=True))
+        return series
 
     def stamp(self, series: str, now_ms: int) -> int:
         last = self._last.get(series, self.floor_ms)
@@ -40,36 +48,25 @@ class PointClock:
         return ts
 
 
-def event_series(event: Event) -> str:
-    tags = (
-        ("district", event.district),
-        ("grid", event.grid_id),
-        ("type", event.type),
-        ("severity", event.severity),
-        ("kind", event.kind),
-    )
-    return series_key(MEASUREMENT, tags)
-
-
 def event_line(event: Event, change: str, clock: PointClock, now_ms: int, *, with_state: bool) -> str:
-    fields: dict[str, FieldValue] = {
-        "event_id": event.event_id,
-        "device": event.device_id,
-        "site": event.site_id,
-    }
+    """One line. The field keys are ours (no escaping needed); strings are quoted and escaped."""
+    parts = [
+        f"event_id={quote_string(event.event_id)}",
+        f"device={quote_string(event.device_id)}",
+        f"site={quote_string(event.site_id)}",
+    ]
     if with_state:
-        fields["state"] = event.state
+        parts.append(f'state="{event.state}"')
     if event.value is not None:
-        fields["value"] = float(event.value)
+        parts.append(f"value={float(event.value)!r}")
     if event.threshold is not None:
-        fields["threshold"] = float(event.threshold)
-    fields["count"] = float(event.count)
+        parts.append(f"threshold={float(event.threshold)!r}")
+    parts.append(f"count={float(event.count)!r}")
     if event.lat is not None and event.lon is not None:
-        fields["lat"] = float(event.lat)
-        fields["lon"] = float(event.lon)
-    fields["message"] = event.message
-    fields["change"] = change
-    fields["cleared"] = event.cleared
-    fields["escalated"] = event.escalated
-    series = event_series(event)
-    return encode_line(series, fields, clock.stamp(series, now_ms))
+        parts.append(f"lat={float(event.lat)!r},lon={float(event.lon)!r}")
+    parts.append(f"message={quote_string(event.message)}")
+    parts.append(f'change="{change}"')
+    parts.append("cleared=true" if event.cleared else "cleared=false")
+    parts.append("escalated=true" if event.escalated else "escalated=false")
+    series = clock.series(event)
+    return f"{series} {','.join(parts)} {clock.stamp(series, now_ms)}"

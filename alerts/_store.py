@@ -81,11 +81,8 @@ class _Batch:
         self.transitions.append((event.event_id, now_ms, start, event.state, action, worker_id, note))
 
     def write(self, writer: Writer) -> None:
-        for event in self.new.values():
-            writer.insert(event)
-        for event_id, event in self.dirty.items():
-            if event_id not in self.new:
-                writer.update(event)
+        writer.insert(self.new.values())
+        writer.update(e for event_id, e in self.dirty.items() if event_id not in self.new)
         if self.transitions:
             writer.transition(*self.transitions)
 
