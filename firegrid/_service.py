@@ -10,7 +10,10 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+import paho.mqtt.client as mqtt
+
 from devices import ConfigError, FiregridError, Registry
+from firegrid._hazards import Hazards, now_ms
 from firegrid._http import HttpApi, json_response
 from firegrid._settings import Settings
 from ingest import (
@@ -27,6 +30,7 @@ from ingest import (
     encode_line,
     series_key,
 )
+from rules import load_rules
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +70,31 @@ class IngestService:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(settings.data_dir / "spool.sqlite", durable_fsync=settings.durable_fsync)
         self.store = Store(self._influx_client, self.spool, self.metrics, self._on_rejected, self._on_fatal)
-        self.pipeline = Pipeline(self.registry, self.metrics, topic_prefix=settings.topic_prefix, sinks=sinks)
-        self.committer = Committer(self.store, lambda batch: self.consumer.ack(batch), self._on_fatal)
         self.inbox = Inbox()
         prefix = settings.topic_prefix
+        actions = f"{prefix}actions/+"
         # fire/# rather than fire/+/+/+: messages on malformed topics must reach the rejects too
         self.consumer = MqttConsumer(
             settings.mqtt_url,
             settings.client_id,
-            [f"{prefix}fire/#"],
+            [f"{prefix}fire/#", actions],
             self.inbox,
             on_connection_change=self._on_connection_change,
             on_fatal=self._on_fatal,
+            extra_handlers={actions: self._on_action},
         )
+        self.hazards = Hazards(
+            self.registry,
+            load_rules(settings.rules),
+            settings.data_dir,
+            self.consumer.client,
+            topic_prefix=prefix,
+            durable_fsync=settings.durable_fsync,
+        )
+        self.pipeline = Pipeline(
+            self.registry, self.metrics, topic_prefix=prefix, sinks=[self.hazards, *sinks]
+        )
+        self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
         self.http = HttpApi(settings.http_host, settings.http_port)
         self.http.route("/healthz", lambda path, query: json_response(*self.health()))
         self.http.route(
@@ -116,8 +132,13 @@ class IngestService:
 
     def _on_connection_change(self, up: bool) -> None:
         self.metrics.mqtt_connected.set(1 if up else 0)
+        if hasattr(self, "hazards"):
+            self.hazards.on_connection_change(up)
         if up:
             self._subscribed.set()
+
+    def _on_action(self, message: mqtt.MQTTMessage) -> None:
+        self.hazards.on_action(message)
 
     def _on_rejected(self, rejected: list[RejectedLine]) -> None:
         self.pipeline.on_influx_rejected(rejected)
@@ -147,6 +168,8 @@ class IngestService:
                 batch = self.inbox.take(batch_max, timeout=0.5)
                 if batch:
                     self.committer.submit(self.pipeline.process(batch), batch)
+                if lines := self.hazards.on_idle(now_ms()):
+                    self.committer.submit(lines, ())
                 self._maybe_write_stats()
             # drain: everything received is written or spooled before exit
             while batch := self.inbox.take(batch_max, timeout=0):
@@ -166,6 +189,7 @@ class IngestService:
             return
         self.registry = registry
         self.pipeline.reload(registry)
+        self.hazards.reload(registry)
         _tune_gc()
         log.info("registry reloaded: %d devices, %d grids", len(registry), len(registry.grids))
 
@@ -207,11 +231,15 @@ class IngestService:
         """Clean stop: process and ack what was received, then disconnect (the session stays)."""
         self.request_stop()
         self._worker.join()
+        if lines := self.hazards.drain_lines():
+            self.committer.submit(lines, ())
         self.committer.close()  # everything processed is durable and acked
         self.consumer.stop()
         for batch in iter(lambda: self.inbox.take(self.settings.batch_max, timeout=0), []):
             # arrived during the disconnect: made durable, not acked (the broker redelivers it)
             self.store.put(self.pipeline.process(batch))
+        self.store.put(self.hazards.drain_lines())
+        self.hazards.close()
         self.store.stop(drain_timeout=2.0)
         self.http.stop()
 

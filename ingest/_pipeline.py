@@ -31,9 +31,10 @@ class InMessage:
 
 
 class ReadingSink(Protocol):
-    """Downstream of ingest (the rules engine): sees every new valid reading of a batch."""
+    """Downstream of ingest (the rules engine): sees every new valid reading of a batch and
+    returns line protocol of its own (``events`` points) to store with the batch."""
 
-    def on_readings(self, readings: Sequence[Reading], now_ms: int) -> None: ...
+    def on_readings(self, readings: Sequence[Reading], now_ms: int) -> list[str]: ...
 
 
 class Durable(Protocol):
@@ -89,9 +90,9 @@ class Pipeline:
             metrics.rejected.labels(reject.reason.value).inc()
             log.info("rejected %s from %r: %s", reject.reason.value, reject.topic[:200], reject.error[:300])
         now_ms = self._clock_ms()
-        for sink in self._sinks:  # alerts must not wait for InfluxDB
-            sink.on_readings(readings, now_ms)
         lines: list[str] = []
+        for sink in self._sinks:  # alerts must not wait for InfluxDB
+            lines.extend(sink.on_readings(readings, now_ms))
         while self._pending_rejected:
             lines.append(self._pending_rejected.popleft())
         self._encoder.readings(readings, lines)

@@ -1,0 +1,156 @@
+"""The hazard side of the service: rules engine → event store → alerts, as one reading sink.
+
+Everything here runs on the pipeline thread (readings, timers, snapshots), except worker actions,
+which arrive on the MQTT network thread; the event store serialises both. Lines for InfluxDB
+(`events` points) are queued and written by the pipeline with the next batch, through the same
+durable path as readings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from alerts import EventStore, Outcome, Publisher
+from devices import Reading, Registry, RulesError
+from firegrid._http import json_response
+from rules import RuleEngine, RulesConfig, load_snapshot, save_snapshot
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_INTERVAL_MS = 5_000
+TIMER_INTERVAL_MS = 500
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Hazards:
+    def __init__(
+        self,
+        registry: Registry,
+        config: RulesConfig,
+        data_dir: Path,
+        publisher: Publisher,
+        *,
+        topic_prefix: str = "",
+        durable_fsync: bool = False,
+    ) -> None:
+        self._snapshot_path = data_dir / "rules.snapshot"
+        now = now_ms()
+        data = load_snapshot(self._snapshot_path)
+        engine: RuleEngine | None = None
+        if data is not None:
+            try:
+                engine = RuleEngine.restore(registry, config, data, now, source=str(self._snapshot_path))
+                log.info("rule state restored from %s", self._snapshot_path)
+            except RulesError as exc:
+                log.error("%s; starting with fresh rule state", exc)
+        self.engine = engine or RuleEngine(registry, config, now)
+        self.events = EventStore.open(
+            data_dir, registry, publisher, topic_prefix=topic_prefix, durable_fsync=durable_fsync
+        )
+        self._lines: deque[str] = deque()
+        self._connection_changes: deque[tuple[bool, int]] = deque()
+        self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
+        self._next_timers = now
+
+    @property
+    def actions_subscription(self) -> str:
+        return self.events.topics.actions_subscription
+
+    # -- pipeline thread -----------------------------------------------------------------------
+
+    def on_readings(self, readings: Sequence[Reading], now_ms: int) -> list[str]:
+        self._apply_connection_changes()
+        hits = self.engine.process(readings, now_ms)
+        if hits:
+            self._take(self.events.process(hits, now_ms))
+        return self.drain_lines()
+
+    def on_idle(self, now: int) -> list[str]:
+        """Timers (offline, missed patrols, escalation) and periodic snapshots; call often."""
+        self._apply_connection_changes()
+        if now >= self._next_timers:
+            self._next_timers = now + TIMER_INTERVAL_MS
+            due = self.engine.next_deadline()
+            if due is not None and due <= now:
+                hits = self.engine.tick(now)
+                if hits:
+                    self._take(self.events.process(hits, now))
+            due = self.events.next_deadline()
+            if due is not None and due <= now:
+                self._take(self.events.tick(now))
+        if now >= self._next_snapshot:
+            self.save(now)
+        return self.drain_lines()
+
+    def save(self, now: int) -> None:
+        self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
+        save_snapshot(self._snapshot_path, self.engine.snapshot(now))
+
+    def reload(self, registry: Registry) -> None:
+        now = now_ms()
+        self.engine.reload(registry, now)
+        self._take(self.events.reload(registry, now))
+
+    def drain_lines(self) -> list[str]:
+        lines = []
+        while self._lines:
+            lines.append(self._lines.popleft())
+        return lines
+
+    def close(self) -> None:
+        self.save(now_ms())
+        self.events.close()
+
+    def _take(self, outcome: Outcome) -> None:
+        self._lines.extend(outcome.lines)
+
+    def _apply_connection_changes(self) -> None:
+        while self._connection_changes:
+            up, at = self._connection_changes.popleft()
+            if up and self.engine.suspended:
+                self.engine.resume(at)
+            elif not up and not self.engine.suspended:
+                self.engine.suspend(at)
+
+    # -- other threads -------------------------------------------------------------------------
+
+    def on_connection_change(self, up: bool) -> None:
+        """While firegrid cannot hear devices, their offline timers stand still (network thread)."""
+        self._connection_changes.append((up, now_ms()))
+
+    def on_action(self, message: mqtt.MQTTMessage) -> None:
+        """A worker's action on ``actions/{worker_id}`` (network thread)."""
+        outcome = self.events.handle_message(message.topic, message.payload, now_ms())
+        if outcome is not None:
+            self._take(outcome)
+
+    def http_events(self, path: str, query: dict[str, str]) -> tuple[int, str, bytes]:
+        parts = path.rstrip("/").split("/")
+        if len(parts) == 3 and parts[2]:
+            event = self.events.get_event(parts[2])
+            if event is None:
+                return json_response(404, {"error": f"no event {parts[2]}"})
+            return json_response(200, event)
+        try:
+            since = int(query["since"]) if query.get("since") else None
+            limit = int(query.get("limit", "1000"))
+            events = self.events.list_events(
+                state=query.get("state") or None,
+                district=query.get("district") or None,
+                grid=query.get("grid") or None,
+                type=query.get("type") or None,
+                since_ms=since,
+                limit=limit,
+            )
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        return json_response(200, events)
