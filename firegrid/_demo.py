@@ -1,0 +1,1077 @@
+"""`firegrid demo`: broker, InfluxDB, ingest and the simulator on one machine, with a live feed.
+
+Everything lives in one directory (default ``.demo``)::
+
+    DIR/mosquitto/      broker config, persistence and log
+    DIR/influxdb/       InfluxDB config, meta, data, WAL and log (the readings stay here)
+    DIR/registry/       the generated world (regenerated only when scale or seed change)
+    DIR/data/           ingest state: spool, event store, rule state
+    DIR/ingest.toml     the ingest settings (``firegrid ingest --config DIR/ingest.toml``)
+    DIR/ingest.log      the ingest log
+    DIR/pids            the processes running now (removed on a clean stop)
+    DIR/summary.json    the last run's summary
+
+Leaving no process behind: every child runs in its own session (a Ctrl-C in the terminal reaches
+only the demo, which then stops them in order), under ``setpriv --pdeathsig TERM`` where
+available (a demo killed with SIGKILL still takes them down), and a later demo in the same
+directory stops whatever an earlier one left in ``DIR/pids``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from devices import FiregridError
+from firegrid._services import Influxd, Mosquitto, ServiceStartError, free_port, wait_for
+from simulators import RunOptions, RunSummary, ScenarioError, run_traffic, write_world
+
+DEFAULT_MQTT_PORT = 1883
+DEFAULT_INFLUX_PORT = 8086
+DEFAULT_HTTP_PORT = 8080
+INFLUX_DB = "firegrid"
+BACKGROUND_CHUNK_S = 3600.0
+"""After the scenario: background traffic in runs of this length, until the end."""
+FEED_ROWS = 200
+SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
+MEASUREMENTS = {
+    "smoke": "alarm",
+    "electrical": "residual_ma",
+    "water": "pressure_mpa",
+    "patrol": "result",
+    "events": "event_id",
+    "rejects": "topic",
+}
+"""A field every point of the measurement has, to count the points."""
+
+
+class DemoError(Exception):
+    """Stops the demo with one readable line."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    dir: Path = Path(".demo")
+    scale: float = 0.1
+    seed: int = 1
+    rate: float = 500.0
+    duration: float | None = None
+    """Wall seconds; None: until Ctrl-C."""
+    scenario: str = "demo"
+    live: bool = True
+    mqtt_port: int | None = None
+    influx_port: int | None = None
+    http_port: int | None = None
+    """None: the usual port when it is free, else a free one."""
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _death_signal_prefix() -> tuple[str, ...]:
+    """``setpriv --pdeathsig TERM --`` when available: the child gets SIGTERM if the demo dies."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or not sys.platform.startswith("linux"):
+        return ()
+    try:
+        help_text = subprocess.run(
+            [setpriv, "--help"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return (setpriv, "--pdeathsig", "TERM", "--") if "--pdeathsig" in help_text else ()
+
+
+class _DemoMosquitto(Mosquitto):
+    def command(self) -> list[str]:
+        return [*_death_signal_prefix(), *super().command()]
+
+
+class _DemoInfluxd(Influxd):
+    def command(self) -> list[str]:
+        return [*_death_signal_prefix(), *super().command()]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port(requested: int | None, usual: int, option: str) -> int:
+    if requested is not None:
+        if not _port_free(requested):
+            raise DemoError(
+                f"port {requested} ({option}) is already in use; choose another, or leave {option} out "
+                "to use a free one"
+            )
+        return requested
+    return usual if _port_free(usual) else free_port()
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    with contextlib.suppress(OSError):
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    return ""
+
+
+def _pid(proc: subprocess.Popen[bytes] | None) -> str:
+    return str(proc.pid) if proc is not None else "?"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class _Ingest:
+    """``python -m firegrid ingest --config DIR/ingest.toml`` as a child process."""
+
+    def __init__(self, workdir: Path, config: Path, http: str, log_path: Path) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.http = http
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 60.0) -> None:
+        # the demo's settings only: FIREGRID_* of the user's shell would win over the file
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        command = [
+            *_death_signal_prefix(),
+            sys.executable,
+            "-m",
+            "firegrid",
+            "ingest",
+            "--config",
+            str(self.config),
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            wait_for(lambda: self.healthy() or not self.running, timeout, "firegrid ingest", interval=0.1)
+        except TimeoutError as exc:
+            raise DemoError(
+                f"firegrid ingest did not become healthy in {timeout:.0f} s; see {self.log_path}"
+            ) from exc
+        if not self.running:
+            assert self.proc is not None
+            raise DemoError(
+                f"firegrid ingest exited at start-up (code {self.proc.returncode}); see {self.log_path}: "
+                f"{_tail(self.log_path)}"
+            )
+
+    def health(self, timeout: float = 1.0) -> dict[str, Any] | None:
+        try:
+            response = httpx.get(f"http://{self.http}/healthz", timeout=timeout)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        with contextlib.suppress(ValueError):
+            body = response.json()
+            if isinstance(body, dict):
+                return body
+        return None
+
+    def healthy(self) -> bool:
+        health = self.health(timeout=0.5)
+        return health is not None and health.get("mqtt") == "connected"
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (ingest drains), then SIGKILL after ``timeout``; returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return self.returncode
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.returncode = proc.returncode
+        self.proc = None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+
+
+# -- the alert feed ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    arrival_ms: int
+    event_id: str
+    type: str
+    severity: str
+    state: str
+    cleared: bool
+    escalated: bool
+    district: str
+    grid_id: str
+    where: str
+    latency_ms: int | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], arrival_ms: int) -> Alert:
+        def text(name: str) -> str:
+            value = body.get(name)
+            return "" if value is None else str(value)
+
+        changed = body.get("updated_at", body.get("raised_at"))
+        latency = (
+            arrival_ms - int(changed)
+            if isinstance(changed, int | float) and not isinstance(changed, bool)
+            else None
+        )
+        return cls(
+            arrival_ms=arrival_ms,
+            event_id=text("event_id"),
+            type=text("type") or "?",
+            severity=text("severity") or "?",
+            state=text("state") or "?",
+            cleared=body.get("cleared") is True,
+            escalated=body.get("escalated") is True,
+            district=text("district"),
+            grid_id=text("grid_id"),
+            where=text("device_id") or text("site_id"),
+            latency_ms=latency,
+        )
+
+
+class AlertFeed:
+    """Subscribes to ``alerts/#``; keeps the grid alerts (each event change once), counts the rest.
+
+    An event is published to its grid's topic at every change, critical ones also to a station's
+    topic, escalations also to ``alerts/{district}/escalations``: only the grid topic is counted
+    as an alert, the others are counted on their own.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.lock = threading.Lock()
+        self.alerts: list[Alert] = []
+        self.recent: collections.deque[Alert] = collections.deque(maxlen=FEED_ROWS)
+        self.unseen: collections.deque[Alert] = collections.deque()
+        self.events: dict[str, tuple[str, str]] = {}
+        """event_id → (type, latest severity)."""
+        self.station_messages = 0
+        self.escalation_messages = 0
+        self.malformed = 0
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"firegrid-demo-feed-{os.getpid()}", protocol=mqtt.MQTTv311
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def start(self, timeout: float = 10.0) -> None:
+        try:
+            self.client.connect("127.0.0.1", self.port, keepalive=30)
+        except OSError as exc:
+            raise DemoError(f"cannot subscribe to the alerts on 127.0.0.1:{self.port}: {exc}") from exc
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            raise DemoError(
+                f"no answer to the alerts subscription from 127.0.0.1:{self.port} in {timeout:g} s"
+            )
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        with contextlib.suppress(Exception):
+            self.client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if not getattr(reason, "is_failure", False):
+            client.subscribe("alerts/#", qos=1)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: Any, reasons: Any, properties: Any
+    ) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        arrival_ms = int(time.time() * 1000)
+        try:
+            self.add(message.topic, bytes(message.payload), arrival_ms)
+        except Exception:  # nothing on the alerts topics may stop the feed
+            with self.lock:
+                self.malformed += 1
+
+    def add(self, topic: str, payload: bytes, arrival_ms: int) -> None:
+        parts = topic.split("/")
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            body = None
+        with self.lock:
+            if not isinstance(body, dict) or len(parts) != 3:
+                self.malformed += 1
+                return
+            if parts[1] == "station":
+                self.station_messages += 1
+                return
+            if parts[2] != body.get("grid_id"):
+                if parts[2] == "escalations":
+                    self.escalation_messages += 1
+                else:
+                    self.malformed += 1
+                return
+            alert = Alert.parse(body, arrival_ms)
+            self.alerts.append(alert)
+            self.recent.append(alert)
+            self.unseen.append(alert)
+            first = self.events.get(alert.event_id)
+            self.events[alert.event_id] = (first[0] if first else alert.type, alert.severity)
+
+    def take_unseen(self) -> list[Alert]:
+        with self.lock:
+            out = list(self.unseen)
+            self.unseen.clear()
+            return out
+
+    def snapshot(self) -> tuple[list[Alert], int, int]:
+        """Recent alerts (newest first), alert messages, distinct events."""
+        with self.lock:
+            return list(reversed(self.recent)), len(self.alerts), len(self.events)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            latencies = sorted(a.latency_ms for a in self.alerts if a.latency_ms is not None)
+            by_type = collections.Counter(t for t, _ in self.events.values())
+            by_severity = collections.Counter(s for _, s in self.events.values())
+            return {
+                "messages": len(self.alerts),
+                "events": len(self.events),
+                "by_type": dict(by_type.most_common()),
+                "by_severity": dict(by_severity.most_common()),
+                "latency_ms_p50": _percentile(latencies, 0.50),
+                "latency_ms_p99": _percentile(latencies, 0.99),
+                "latency_ms_max": latencies[-1] if latencies else None,
+                "station_messages": self.station_messages,
+                "escalation_messages": self.escalation_messages,
+                "malformed": self.malformed,
+            }
+
+
+def _percentile(ordered: list[int], q: float) -> int | None:
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))  # nearest rank
+    return ordered[index]
+
+
+# -- the simulator thread ------------------------------------------------------------------------
+
+
+class _Simulator(threading.Thread):
+    """The scenario, then background traffic, until ``stop`` is set."""
+
+    def __init__(self, registry: Path, url: str, rate: float, scenario: str, seed: int) -> None:
+        super().__init__(name="simulator", daemon=True)
+        self.registry = registry
+        self.url = url
+        self.rate = rate
+        self.scenario = scenario
+        self.seed = seed
+        self.stop_event = threading.Event()
+        self.summaries: list[RunSummary] = []
+        self.error: str | None = None
+        self.phase = "starting"
+        self._done = 0
+        self.sent = 0
+        self.started_at = 0.0
+
+    def _on_block(self, sent: int) -> None:
+        self.sent = self._done + sent
+
+    def _run_once(self, options: RunOptions) -> None:
+        summary = run_traffic(
+            options, console=Console(stderr=True, quiet=True), stop=self.stop_event, on_block=self._on_block
+        )
+        self.summaries.append(summary)
+        self._done += summary.sent
+        self.sent = self._done
+
+    def run(self) -> None:
+        self.started_at = time.monotonic()
+        common: dict[str, Any] = {
+            "registry": self.registry,
+            "url": self.url,
+            "rate": self.rate,
+            "seed": self.seed,
+            "progress": False,
+            "client_id": f"firegrid-demo-sim-{os.getpid()}",
+        }
+        try:
+            self.phase = f"scenario {self.scenario}"
+            self._run_once(RunOptions(scenario=self.scenario, **common))
+            while not self.stop_event.is_set():
+                self.phase = "background traffic"
+                self._run_once(RunOptions(duration=BACKGROUND_CHUNK_S, time_scale=1.0, **common))
+        except (FiregridError, ScenarioError, ConnectionError, OSError, ValueError) as exc:
+            self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except Exception as exc:  # reported by the main thread, which stops everything
+            self.error = f"simulator failed: {type(exc).__name__}: {exc}"
+        finally:
+            self.phase = "stopped"
+
+    @property
+    def per_kind(self) -> dict[str, int]:
+        total: collections.Counter[str] = collections.Counter()
+        for summary in self.summaries:
+            total.update(summary.per_kind)
+        return dict(sorted(total.items()))
+
+    @property
+    def warnings(self) -> list[str]:
+        seen: list[str] = []
+        for summary in self.summaries:
+            seen.extend(w for w in summary.warnings if w not in seen and not w.startswith("interrupted"))
+        return seen
+
+
+# -- the demo ----------------------------------------------------------------------------------
+
+
+def _fmt_ms(value: int | None) -> str:
+    return "-" if value is None else f"{value:,} ms"
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "none"
+
+
+def _clock(ms: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60:d}:{seconds % 60:02d}"
+
+
+@dataclass
+class _State:
+    phase: str = "starting"
+    """starting → running → stopping."""
+    stop_reason: str | None = None
+    signals: int = 0
+    error: str | None = None
+    health: dict[str, Any] | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, console: Console | None = None) -> None:
+        self.options = options
+        self.dir = options.dir.resolve()
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.state = _State()
+        self.mosquitto: Mosquitto | None = None
+        self.influxd: Influxd | None = None
+        self.ingest: _Ingest | None = None
+        self.feed: AlertFeed | None = None
+        self.simulator: _Simulator | None = None
+        self.world: dict[str, Any] = {}
+        self.started_at = time.monotonic()
+        self.run_started_at: float | None = None
+        self._wake = threading.Event()
+        self._lock_file: IO[str] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _rel(self, path: Path) -> str:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(Path.cwd()))
+        return str(path)
+
+    def say(self, text: str) -> None:
+        self.console.print(text)
+
+    def _record_pids(self) -> None:
+        pids = {}
+        for name, proc in (
+            ("mosquitto", self.mosquitto.proc if self.mosquitto else None),
+            ("influxd", self.influxd.proc if self.influxd else None),
+            ("ingest", self.ingest.proc if self.ingest else None),
+        ):
+            if proc is not None and proc.poll() is None:
+                pids[name] = proc.pid
+        self.state.pids.update(pids)
+        path = self.dir / "pids"
+        if pids:
+            path.write_text(json.dumps(pids) + "\n")
+        else:
+            path.unlink(missing_ok=True)
+
+    def _lock(self) -> None:
+        self._lock_file = (self.dir / "demo.lock").open("a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise DemoError(
+                f"another firegrid demo is running in {self._rel(self.dir)}; stop it first"
+            ) from exc
+
+    def _stop_leftovers(self) -> None:
+        """Processes an earlier demo in this directory left behind (it was killed)."""
+        path = self.dir / "pids"
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(recorded, dict):
+            return
+        for name, pid in recorded.items():
+            if not isinstance(pid, int) or not _alive(pid) or str(self.dir) not in _cmdline(pid):
+                continue
+            self.say(f"stopping {name} (pid {pid}) left running by an earlier demo in {self._rel(self.dir)}")
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda pid=pid: not _alive(pid), 15, name, interval=0.1)  # type: ignore[misc]
+            if _alive(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        path.unlink(missing_ok=True)
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        state = self.state
+        state.signals += 1
+        name = signal.Signals(signum).name
+        if state.phase == "starting":
+            state.stop_reason = state.stop_reason or ("Ctrl-C" if signum == signal.SIGINT else name)
+            if state.signals == 1:  # once: a second one must not break the clean-up
+                raise KeyboardInterrupt
+            return
+        if state.phase == "running":
+            state.stop_reason = "Ctrl-C" if signum == signal.SIGINT else name
+            self._wake.set()
+            return
+        # stopping: a second Ctrl-C stops waiting for clean exits
+        if state.signals >= 2:
+            self._kill_children()
+
+    def _kill_children(self) -> None:
+        for proc in (
+            self.ingest.proc if self.ingest else None,
+            self.influxd.proc if self.influxd else None,
+            self.mosquitto.proc if self.mosquitto else None,
+        ):
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._on_signal) for s in handled}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # -- start-up --------------------------------------------------------------------------------
+
+    def _start_services(self) -> None:
+        o = self.options
+        mqtt_port = _pick_port(o.mqtt_port, DEFAULT_MQTT_PORT, "--mqtt-port")
+        influx_port = _pick_port(o.influx_port, DEFAULT_INFLUX_PORT, "--influx-port")
+        self.mosquitto = _DemoMosquitto(self.dir / "mosquitto", port=mqtt_port)
+        self.mosquitto.start()
+        self._record_pids()
+        note = "" if o.mqtt_port or mqtt_port == DEFAULT_MQTT_PORT else f" ({DEFAULT_MQTT_PORT} is in use)"
+        self.say(
+            f"[bold]mosquitto[/] {self.mosquitto.url}{note}  pid {_pid(self.mosquitto.proc)}, "
+            f"log {self._rel(self.mosquitto.log_path)}"
+        )
+        self.influxd = _DemoInfluxd(self.dir / "influxdb", port=influx_port)
+        self.influxd.start(timeout=60)
+        self._record_pids()
+        note = (
+            ""
+            if o.influx_port or influx_port == DEFAULT_INFLUX_PORT
+            else f" ({DEFAULT_INFLUX_PORT} is in use)"
+        )
+        self.say(
+            f"[bold]influxd[/]   {self.influxd.url}{note}  database {INFLUX_DB}, "
+            f"pid {_pid(self.influxd.proc)}, data {self._rel(self.influxd.workdir)}"
+        )
+
+    def _make_world(self) -> None:
+        o = self.options
+        registry = self.dir / "registry"
+        stamp = self.dir / "world.json"
+        wanted = {"scale": o.scale, "seed": o.seed}
+        with contextlib.suppress(OSError, ValueError):
+            known = json.loads(stamp.read_text())
+            if (
+                isinstance(known, dict)
+                and {k: known.get(k) for k in wanted} == wanted
+                and (registry / "devices.csv").is_file()
+            ):
+                self.world = known
+                self.say(f"[bold]world[/]     {self._rel(registry)} (kept: {self._world_text()})")
+                return
+        stamp.unlink(missing_ok=True)
+        try:
+            summary = write_world(registry, scale=o.scale, seed=o.seed)
+        except (OSError, ValueError) as exc:
+            raise DemoError(f"cannot write the world into {registry}: {exc}") from exc
+        self.world = {
+            **wanted,
+            "grids": summary.grids,
+            "workers": summary.workers,
+            "stations": summary.stations,
+            "devices": dict(summary.devices),
+        }
+        stamp.write_text(json.dumps(self.world, indent=1) + "\n")
+        self.say(f"[bold]world[/]     {self._rel(registry)} (new: {self._world_text()})")
+
+    def _world_text(self) -> str:
+        w = self.world
+        devices = w.get("devices") or {}
+        total = sum(devices.values()) if isinstance(devices, dict) else 0
+        return (
+            f"scale {w.get('scale')}, seed {w.get('seed')}: {w.get('grids', '?'):,} grids, "
+            f"{total:,} devices, {w.get('workers', '?'):,} workers"
+        )
+
+    def _start_ingest(self) -> None:
+        assert self.mosquitto is not None and self.influxd is not None
+        http_port = _pick_port(self.options.http_port, DEFAULT_HTTP_PORT, "--http-port")
+        http = f"127.0.0.1:{http_port}"
+        data = self.dir / "data"
+        settings = {
+            "mqtt_url": self.mosquitto.url,
+            "influx_url": self.influxd.url,
+            "influx_db": INFLUX_DB,
+            "registry": str(self.dir / "registry"),
+            "data_dir": str(data),
+            "http": http,
+        }
+        config = self.dir / "ingest.toml"
+        config.write_text(
+            "# written by firegrid demo; run it alone with: firegrid ingest --config "
+            + str(config)
+            + "\n"
+            + "".join(f"{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in settings.items())
+        )
+        self.ingest = _Ingest(self.dir, config, http, self.dir / "ingest.log")
+        self.ingest.start()
+        self._record_pids()
+        pid = self.ingest.proc.pid if self.ingest.proc else "?"
+        self.say(
+            f"[bold]ingest[/]    http://{http}/healthz  pid {pid}, log {self._rel(self.ingest.log_path)}, "
+            f"state {self._rel(data)}"
+        )
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def _status(self) -> Text:
+        sim = self.simulator
+        feed = self.feed
+        elapsed = time.monotonic() - (self.run_started_at or time.monotonic())
+        text = Text()
+        text.append("● ", style="bold green")
+        clock = _duration(elapsed)
+        if self.options.duration is not None:
+            clock += f" / {_duration(self.options.duration)}"
+        text.append(clock)
+        if sim is not None:
+            rate = sim.sent / elapsed if elapsed > 0.5 else 0.0
+            text.append(f"  │ simulator {sim.sent:,} msgs ({rate:,.0f}/s), {sim.phase}")
+        health = self.state.health
+        if health is None:
+            text.append("  │ ingest: no answer", style="red")
+        else:
+            ok = health.get("status") == "ok"
+            text.append(
+                f"  │ ingest {health.get('status')}, spool {health.get('spool_depth', '?')}",
+                style="" if ok else "yellow",
+            )
+        if feed is not None:
+            _, messages, events = feed.snapshot()
+            text.append(f"  │ alerts {messages:,} ({events:,} events)")
+        text.append("  │ Ctrl-C to stop", style="dim")
+        return text
+
+    def _render(self) -> RenderableType:
+        assert self.feed is not None
+        recent, messages, _ = self.feed.snapshot()
+        rows = max(3, self.console.size.height - 6)
+        table = Table(expand=True, box=None, header_style="bold", pad_edge=False)
+        for name, justify in (
+            ("time", "left"),
+            ("district", "left"),
+            ("grid", "left"),
+            ("type", "left"),
+            ("severity", "left"),
+            ("device/site", "left"),
+            ("state", "left"),
+            ("latency", "right"),
+        ):
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for alert in recent[:rows]:
+            state = (
+                alert.state
+                + (" cleared" if alert.cleared else "")
+                + (" escalated" if alert.escalated else "")
+            )
+            table.add_row(
+                _clock(alert.arrival_ms),
+                alert.district,
+                alert.grid_id,
+                alert.type,
+                Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, "")),
+                alert.where,
+                state,
+                _fmt_ms(alert.latency_ms),
+            )
+        parts: list[RenderableType] = [self._status()]
+        if not messages:
+            parts.append(
+                Text("no alerts yet: they appear here as the scenario's hazards reach the rules", style="dim")
+            )
+        parts.append(table)
+        return Group(*parts)
+
+    def _print_alert(self, alert: Alert) -> None:
+        flags = (" cleared" if alert.cleared else "") + (" escalated" if alert.escalated else "")
+        self.say(
+            f"alert {_clock(alert.arrival_ms)} {alert.district} {alert.grid_id} {alert.type} "
+            f"{alert.severity} {alert.where} {alert.state}{flags} latency {_fmt_ms(alert.latency_ms)}"
+        )
+
+    def _check(self) -> None:
+        """Raise DemoError when a part died."""
+        assert self.ingest is not None and self.simulator is not None
+        for service in (self.mosquitto, self.influxd):
+            if service is not None and not service.running:
+                raise DemoError(
+                    f"{service.name} stopped unexpectedly; see {service.log_path}: {service.log_tail(3)}"
+                )
+        if not self.ingest.running:
+            code = self.ingest.proc.poll() if self.ingest.proc else None
+            raise DemoError(
+                f"firegrid ingest exited (code {code}); see {self.ingest.log_path}: "
+                f"{_tail(self.ingest.log_path)}"
+            )
+        if self.simulator.error is not None:
+            raise DemoError(f"simulator: {self.simulator.error}")
+
+    def _poll_health(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self.ingest is not None:
+                self.state.health = self.ingest.health(timeout=1.0)
+            stop.wait(1.0)
+
+    def _run_loop(self) -> None:
+        from rich.live import Live
+
+        assert self.mosquitto is not None and self.feed is not None
+        self.simulator = _Simulator(
+            self.dir / "registry",
+            self.mosquitto.url,
+            self.options.rate,
+            self.options.scenario,
+            self.options.seed,
+        )
+        poll_stop = threading.Event()
+        poller = threading.Thread(target=self._poll_health, args=(poll_stop,), name="healthz", daemon=True)
+        poller.start()
+        self.run_started_at = time.monotonic()
+        deadline = None if self.options.duration is None else self.run_started_at + self.options.duration
+        self.simulator.start()
+        self.state.phase = "running"
+        until = f"for {self.options.duration:g} s" if self.options.duration is not None else "until Ctrl-C"
+        self.say(
+            f"[bold green]demo running[/] {until}: scenario {self.options.scenario} "
+            f"at {self.options.rate:g} msg/s; Ctrl-C stops everything"
+        )
+        live_on = self.options.live and self.console.is_terminal
+        next_status = time.monotonic() + 5.0
+        try:
+            with contextlib.ExitStack() as stack:
+                live = None
+                if live_on:
+                    live = stack.enter_context(
+                        Live(self._render(), console=self.console, auto_refresh=False, transient=False)
+                    )
+                while self.state.stop_reason is None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.state.stop_reason = "duration"
+                        break
+                    self._check()
+                    if live is not None:
+                        self.feed.take_unseen()
+                        live.update(self._render(), refresh=True)
+                    else:
+                        for alert in self.feed.take_unseen():
+                            self._print_alert(alert)
+                        if time.monotonic() >= next_status:
+                            next_status += 5.0
+                            self.say(self._status().plain)
+                    self._wake.wait(0.25)
+                if live is not None:
+                    live.update(self._render(), refresh=True)
+        finally:
+            self.state.phase = "stopping"
+            poll_stop.set()
+
+    # -- shutdown --------------------------------------------------------------------------------
+
+    def _influx_points(self, since_ms: int) -> dict[str, int] | None:
+        if self.influxd is None or not self.influxd.running:
+            return None
+        query = "; ".join(
+            f'SELECT COUNT("{fieldname}") FROM "{name}" WHERE time >= {since_ms}ms'
+            for name, fieldname in MEASUREMENTS.items()
+        )
+        try:
+            response = httpx.get(
+                f"{self.influxd.url}/query", params={"db": INFLUX_DB, "q": query, "epoch": "ms"}, timeout=10
+            )
+            results = response.json().get("results", [])
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        counts: dict[str, int] = {}
+        for name, result in zip(MEASUREMENTS, results, strict=False):
+            series = result.get("series") or [] if isinstance(result, dict) else []
+            value = series[0]["values"][0][1] if series else 0
+            counts[name] = int(value or 0)
+        return counts
+
+    def _shutdown(self) -> dict[str, Any]:
+        """Stop everything in order; returns what the summary needs. Never raises."""
+        self.state.phase = "stopping"
+        info: dict[str, Any] = {}
+        problems: list[str] = []
+        force = self.state.signals >= 2
+        if self.simulator is not None and self.simulator.is_alive():
+            self.simulator.stop_event.set()
+            self.simulator.join(3 if force else 40)
+        if self.ingest is not None and self.ingest.proc is not None:
+            if self.state.phase == "stopping" and self.console.is_terminal:
+                self.say("stopping: ingest drains what it received…")
+            code = self.ingest.stop(timeout=5 if force else 40)
+            info["ingest_exit"] = code
+            if code not in (0, None):
+                problems.append(
+                    f"firegrid ingest exited with code {code} (see {self._rel(self.ingest.log_path)})"
+                )
+            self._record_pids()
+        if self.feed is not None:
+            time.sleep(0.2)  # the last alerts published while ingest drained
+            self.feed.stop()
+        since = None
+        if self.simulator is not None and self.simulator.summaries:
+            since = min(s.sim_start_ms for s in self.simulator.summaries)
+        if since is not None:
+            info["influx_points"] = self._influx_points(since)
+        for service in (self.influxd, self.mosquitto):
+            if service is None:
+                continue
+            try:
+                service.stop(timeout=3 if self.state.signals >= 2 else 20)
+            except Exception as exc:
+                problems.append(f"stopping {service.name}: {exc}")
+                with contextlib.suppress(Exception):
+                    service.stop(kill=True)
+            self._record_pids()
+        info["problems"] = problems
+        return info
+
+    def _summary(self, info: dict[str, Any]) -> dict[str, Any]:
+        o = self.options
+        sim = self.simulator
+        elapsed = time.monotonic() - self.run_started_at if self.run_started_at else 0.0
+        feed_stats = self.feed.stats() if self.feed is not None else {}
+        points = info.get("influx_points")
+        return {
+            "dir": str(self.dir),
+            "stopped_by": self.state.stop_reason or ("error" if self.state.error else "end"),
+            "error": self.state.error,
+            "seconds": round(elapsed, 1),
+            "scale": o.scale,
+            "seed": o.seed,
+            "scenario": o.scenario,
+            "rate": o.rate,
+            "sent": sim.sent if sim else 0,
+            "sent_per_kind": sim.per_kind if sim else {},
+            "simulator_warnings": sim.warnings if sim else [],
+            "alerts": feed_stats,
+            "influx_url": self.influxd.url if self.influxd else None,
+            "influx_db": INFLUX_DB,
+            "influx_points": points,
+            "influx_points_total": sum(points.values()) if points else 0,
+            "ingest_exit": info.get("ingest_exit"),
+            "pids": self.state.pids,
+            "problems": info.get("problems", []),
+        }
+
+    def _print_summary(self, summary: dict[str, Any]) -> None:
+        def row(label: str, value: str) -> None:
+            self.say(f"  [bold]{label:<10}[/] {value}")
+
+        self.say("")
+        self.say("[bold]firegrid demo: summary[/]")
+        reason = {"duration": "--duration reached", "error": "an error"}.get(
+            summary["stopped_by"], summary["stopped_by"]
+        )
+        row("ran", f"{summary['seconds']:g} s (stopped by {reason})")
+        sent = summary["sent"]
+        rate = sent / summary["seconds"] if summary["seconds"] else 0.0
+        row("sent", f"{sent:,} messages ({rate:,.0f}/s): {_fmt_counts(summary['sent_per_kind'])}")
+        alerts = summary["alerts"] or {}
+        if alerts.get("messages"):
+            row(
+                "alerts",
+                f"{alerts['messages']:,} alert messages about {alerts['events']:,} events; "
+                f"{_fmt_counts(alerts['by_severity'])}",
+            )
+            row("by type", _fmt_counts(alerts["by_type"]))
+            row(
+                "latency",
+                f"p50 {_fmt_ms(alerts['latency_ms_p50'])}, p99 {_fmt_ms(alerts['latency_ms_p99'])} "
+                "(arrival on alerts/# − the event's updated_at)",
+            )
+        else:
+            row("alerts", "none received on alerts/#")
+        points = summary["influx_points"]
+        stored = (
+            f"{summary['influx_points_total']:,} points from this run ({_fmt_counts(points)})"
+            if points is not None
+            else "point count not available"
+        )
+        row("InfluxDB", f"{summary['influx_url']} database {summary['influx_db']}: {stored}")
+        influx_conf = self.dir / "influxdb" / "influxdb.conf"
+        row(
+            "data",
+            f"stays in {self._rel(self.dir)}/ (readings in {self._rel(self.dir / 'influxdb')}); "
+            f"for Grafana, serve it again with `influxd -config {self._rel(influx_conf)}` and use an "
+            f"InfluxQL data source on {summary['influx_url']}, database {summary['influx_db']} "
+            "(or run the demo again)",
+        )
+        for warning in summary["simulator_warnings"]:
+            self.say(f"  [yellow]note:[/] simulator: {warning}")
+        for problem in summary["problems"]:
+            self.say(f"  [red]problem:[/] {problem}")
+        self.say(f"  all processes stopped; summary in {self._rel(self.dir / 'summary.json')}")
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        code = 0
+        try:
+            self._lock()
+        except DemoError as exc:
+            print(f"firegrid demo: error: {exc}", file=sys.stderr)
+            return 1
+        with self._signals():
+            try:
+                self._stop_leftovers()
+                self._start_services()
+                self._make_world()
+                self._start_ingest()
+                assert self.mosquitto is not None
+                self.feed = AlertFeed(self.mosquitto.port)
+                self.feed.start()
+                self._run_loop()
+            except KeyboardInterrupt:
+                self.state.stop_reason = self.state.stop_reason or "Ctrl-C"
+            except (DemoError, ServiceStartError) as exc:
+                self.state.error = str(exc)
+                code = 1
+            except Exception as exc:  # stop everything first, then say what went wrong
+                self.state.error = f"unexpected {type(exc).__name__}: {exc}"
+                code = 1
+            finally:
+                self.state.phase = "stopping"
+                info = self._shutdown()
+        if self.state.error:
+            print(f"firegrid demo: error: {self.state.error}", file=sys.stderr)
+        if self.run_started_at is not None:
+            summary = self._summary(info)
+            with contextlib.suppress(OSError):
+                (self.dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+            self._print_summary(summary)
+            if summary["problems"] and code == 0:
+                code = 1
+        elif not self.state.error:
+            self.say("stopped before the demo was running; all processes stopped")
+        return code
+
+
+def run_demo(options: DemoOptions, console: Console | None = None) -> int:
+    return Demo(options, console).run()
