@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -419,7 +420,7 @@ class AlertFeed:
 def _percentile(ordered: list[int], q: float) -> int | None:
     if not ordered:
         return None
-    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))  # nearest rank
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))  # nearest rank
     return ordered[index]
 
 
@@ -538,6 +539,7 @@ class Demo:
         self.world: dict[str, Any] = {}
         self.started_at = time.monotonic()
         self.run_started_at: float | None = None
+        self.run_ended_at: float | None = None
         self._wake = threading.Event()
         self._lock_file: IO[str] | None = None
 
@@ -886,6 +888,7 @@ class Demo:
                     live.update(self._render(), refresh=True)
         finally:
             self.state.phase = "stopping"
+            self.run_ended_at = time.monotonic()
             poll_stop.set()
 
     # -- shutdown --------------------------------------------------------------------------------
@@ -954,7 +957,8 @@ class Demo:
     def _summary(self, info: dict[str, Any]) -> dict[str, Any]:
         o = self.options
         sim = self.simulator
-        elapsed = time.monotonic() - self.run_started_at if self.run_started_at else 0.0
+        end = self.run_ended_at or time.monotonic()
+        elapsed = end - self.run_started_at if self.run_started_at else 0.0
         feed_stats = self.feed.stats() if self.feed is not None else {}
         points = info.get("influx_points")
         return {
