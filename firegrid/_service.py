@@ -100,6 +100,7 @@ class IngestService:
         self.http.route(
             "/metrics", lambda path, query: (200, "text/plain; version=0.0.4", self.metrics.render())
         )
+        self.http.route("/events", self.hazards.http_events)
         self._worker = threading.Thread(target=self._run_pipeline, name="pipeline")
         self._last_stats = 0.0
 

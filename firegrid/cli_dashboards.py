@@ -83,7 +83,7 @@ class PushResult:
 
 def push(url: str, token: str, folder: str, timeout: float = 10.0) -> PushResult:
     """Create the folder if needed and overwrite every dashboard in it."""
-    import grafana_client  # noqa: PLC0415 - only needed here
+    import grafana_client
 
     client: Any = grafana_client
     api = client.GrafanaApi.from_url(url=url, credential=token, timeout=timeout)
