@@ -270,9 +270,17 @@ class Alert:
     grid_id: str
     where: str
     latency_ms: int | None
+    count: int = 1
+
+    @property
+    def state_text(self) -> str:
+        text = self.state + (f" ×{self.count}" if self.count > 1 else "")
+        return text + (" cleared" if self.cleared else "") + (" escalated" if self.escalated else "")
 
     @classmethod
     def parse(cls, body: dict[str, Any], arrival_ms: int) -> Alert:
+        """The fields shown, from an event's JSON (CONTRACT §8); missing ones become "" or "?"."""
+
         def text(name: str) -> str:
             value = body.get(name)
             return "" if value is None else str(value)
@@ -295,6 +303,7 @@ class Alert:
             grid_id=text("grid_id"),
             where=text("device_id") or text("site_id"),
             latency_ms=latency,
+            count=count if isinstance(count := body.get("count"), int) and not isinstance(count, bool) else 1,
         )
 
 
@@ -402,12 +411,14 @@ class AlertFeed:
         with self.lock:
             latencies = sorted(a.latency_ms for a in self.alerts if a.latency_ms is not None)
             by_type = collections.Counter(t for t, _ in self.events.values())
-            by_severity = collections.Counter(s for _, s in self.events.values())
+            severities = collections.Counter(s for _, s in self.events.values())
+            order = {name: i for i, name in enumerate(SEVERITY_STYLE)}
+            by_severity = dict(sorted(severities.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
             return {
                 "messages": len(self.alerts),
                 "events": len(self.events),
                 "by_type": dict(by_type.most_common()),
-                "by_severity": dict(by_severity.most_common()),
+                "by_severity": by_severity,
                 "latency_ms_p50": _percentile(latencies, 0.50),
                 "latency_ms_p99": _percentile(latencies, 0.99),
                 "latency_ms_max": latencies[-1] if latencies else None,
@@ -771,7 +782,7 @@ class Demo:
         assert self.feed is not None
         recent, messages, _ = self.feed.snapshot()
         rows = max(3, self.console.size.height - 6)
-        table = Table(expand=True, box=None, header_style="bold", pad_edge=False)
+        table = Table(box=None, header_style="bold dim", pad_edge=False, padding=(0, 2, 0, 0))
         for name, justify in (
             ("time", "left"),
             ("district", "left"),
@@ -784,11 +795,6 @@ class Demo:
         ):
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for alert in recent[:rows]:
-            state = (
-                alert.state
-                + (" cleared" if alert.cleared else "")
-                + (" escalated" if alert.escalated else "")
-            )
             table.add_row(
                 _clock(alert.arrival_ms),
                 alert.district,
@@ -796,7 +802,7 @@ class Demo:
                 alert.type,
                 Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, "")),
                 alert.where,
-                state,
+                alert.state_text,
                 _fmt_ms(alert.latency_ms),
             )
         parts: list[RenderableType] = [self._status()]
@@ -808,10 +814,9 @@ class Demo:
         return Group(*parts)
 
     def _print_alert(self, alert: Alert) -> None:
-        flags = (" cleared" if alert.cleared else "") + (" escalated" if alert.escalated else "")
         self.say(
             f"alert {_clock(alert.arrival_ms)} {alert.district} {alert.grid_id} {alert.type} "
-            f"{alert.severity} {alert.where} {alert.state}{flags} latency {_fmt_ms(alert.latency_ms)}"
+            f"{alert.severity} {alert.where} {alert.state_text} latency {_fmt_ms(alert.latency_ms)}"
         )
 
     def _check(self) -> None:
@@ -1021,10 +1026,14 @@ class Demo:
         influx_conf = self.dir / "influxdb" / "influxdb.conf"
         row(
             "data",
-            f"stays in {self._rel(self.dir)}/ (readings in {self._rel(self.dir / 'influxdb')}); "
-            f"for Grafana, serve it again with `influxd -config {self._rel(influx_conf)}` and use an "
-            f"InfluxQL data source on {summary['influx_url']}, database {summary['influx_db']} "
-            "(or run the demo again)",
+            f"stays in {self._rel(self.dir)}/ (readings in {self._rel(self.dir / 'influxdb')}, "
+            f"ingest state in {self._rel(self.dir / 'data')}, logs *.log)",
+        )
+        row(
+            "Grafana",
+            f"serve the data again with `influxd -config {self._rel(influx_conf)}` (or run the demo "
+            f"again), then add an InfluxDB data source (InfluxQL) on {summary['influx_url']}, "
+            f"database {summary['influx_db']}",
         )
         for warning in summary["simulator_warnings"]:
             self.say(f"  [yellow]note:[/] simulator: {warning}")
