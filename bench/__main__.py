@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_ingest.py", "bench_rules.py", "bench_alerts.py", "bench_simulator.py")
+BENCHES = (
+    "bench_ingest.py",
+    "bench_alert_latency.py",
+    "bench_rules.py",
+    "bench_alerts.py",
+    "bench_simulator.py",
+)
 
 
 def main() -> int:

@@ -36,6 +36,12 @@ class IngestMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.pipeline_delay = Histogram(
+            "firegrid_pipeline_delay_seconds",
+            "From a batch's first message's receipt until rules and alerts have seen it",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.batch_size = Histogram(
             "firegrid_batch_messages",
             "Messages per processed batch",

@@ -93,6 +93,8 @@ class Pipeline:
         lines: list[str] = []
         for sink in self._sinks:  # alerts must not wait for InfluxDB
             lines.extend(sink.on_readings(readings, now_ms))
+        if messages:
+            metrics.pipeline_delay.observe(max(self._clock_ms() - messages[0].received_ms, 0) / 1000)
         while self._pending_rejected:
             lines.append(self._pending_rejected.popleft())
         self._encoder.readings(readings, lines)

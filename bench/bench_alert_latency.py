@@ -1,0 +1,211 @@
+"""Alert latency: from a device's publish to the alert's arrival at a subscriber of the grid
+topic, p50 and p99, under 1,000 and 5,000 msg/s of background QoS 1 traffic. The baseline in the
+same run is the broker's own round trip (publish → subscriber) under the same load.
+
+    .venv/bin/python bench/bench_alert_latency.py [--samples 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devices import Registry  # noqa: E402
+from firegrid._services import Influxd, Mosquitto, free_port, wait_for  # noqa: E402
+from simulators import write_world  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Probe:
+    """Toggles smoke detectors' alarm; every toggle changes an event, which is published."""
+
+    def __init__(self, port: int, detectors: list[tuple[str, str, str]]) -> None:
+        self.detectors = detectors
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        sock = self.client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # measure firegrid, not Nagle
+        self.client.subscribe([("alerts/#", 1), ("probe/#", 1)])
+        self.client.loop_start()
+        wait_for(self.client.is_connected, 10, "probe connected")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        if message.topic.startswith("probe/"):
+            key = message.payload.decode()
+        else:
+            body = json.loads(message.payload)
+            key = f"{body['device_id']}:{body['updated_at']}"
+        with self.lock:
+            self.arrived.setdefault(key, now)
+
+    def measure(self, samples: int, alerts: bool) -> list[float]:
+        latencies = []
+        for i in range(samples):
+            device, district, _ = self.detectors[i % len(self.detectors)]
+            ts = int(time.time() * 1000)
+            if alerts:
+                alarm = (i // len(self.detectors)) % 2 == 0
+                topic, payload = f"fire/{district}/smoke/{device}", orjson.dumps({"ts": ts, "alarm": alarm})
+            else:
+                topic, payload = f"probe/{i}", f"probe:{i}".encode()
+            sent = time.perf_counter()
+            self.client.publish(topic, payload, qos=1)
+
+            def arrived(i: int = i, device: str = device) -> float | None:
+                with self.lock:
+                    if not alerts:
+                        return self.arrived.get(f"probe:{i}")
+                    return next(
+                        (t for k, t in self.arrived.items() if k.startswith(f"{device}:") and t > sent), None
+                    )
+
+            wait_for(
+                lambda: arrived() is not None,
+                10,
+                f"alert {alerts} sample {i} {topic} {payload!r}",
+                interval=0.0005,
+            )
+            got = arrived()
+            assert got is not None
+            latencies.append((got - sent) * 1000)
+        return latencies
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--rates", default="1000,5000")
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="firegrid-latency-") as tmp:
+        work = Path(tmp)
+        broker, influx = Mosquitto(work / "mosquitto"), Influxd(work / "influxd")
+        broker.start()
+        influx.start()
+        registry_dir = work / "registry"
+        write_world(registry_dir, scale=0.5, seed=3)
+        registry = Registry.load(registry_dir)
+        detectors = [(d.device_id, d.district, d.grid_id) for d in registry.devices() if d.kind == "smoke"][
+            :20
+        ]
+        port = free_port()
+        env = dict(
+            os.environ,
+            FIREGRID_MQTT_URL=broker.url,
+            FIREGRID_INFLUX_URL=influx.url,
+            FIREGRID_REGISTRY=str(registry_dir),
+            FIREGRID_DATA_DIR=str(work / "data"),
+            FIREGRID_HTTP=f"127.0.0.1:{port}",
+            FIREGRID_CLIENT_ID="bench-latency",
+        )
+        log = (work / "ingest.log").open("wb")
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "firegrid", "--log-level", "warning", "ingest"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        probe = None
+        try:
+            wait_for(lambda: _healthy(port), 60, "firegrid healthy")
+            probe = Probe(broker.port, detectors)
+            for rate in (int(r) for r in args.rates.split(",")):
+                background = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "firegrid",
+                        "simulate",
+                        "run",
+                        "--registry",
+                        str(registry_dir),
+                        "--url",
+                        broker.url,
+                        "--rate",
+                        str(rate),
+                        "--duration",
+                        "600",
+                        "--qos",
+                        "1",
+                        "--no-progress",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                try:
+                    time.sleep(3)  # let the background traffic reach its rate (a benchmark, not a test)
+                    base = probe.measure(args.samples, alerts=False)
+                    alert = probe.measure(args.samples, alerts=True)
+                finally:
+                    background.terminate()
+                    background.wait(30)
+                delay = _metric_lines(port, "firegrid_pipeline_delay_seconds")
+                results[rate] = {
+                    "pipeline_delay": delay,
+                    "alert_p50_ms": round(statistics.median(alert), 2),
+                    "alert_p99_ms": round(percentile(alert, 0.99), 2),
+                    "broker_p50_ms": round(statistics.median(base), 2),
+                    "broker_p99_ms": round(percentile(base, 0.99), 2),
+                    "p99_ratio_to_broker": round(
+                        percentile(alert, 0.99) / max(percentile(base, 0.99), 1e-3), 1
+                    ),
+                }
+        finally:
+            if probe is not None:
+                probe.close()
+            ingest.terminate()
+            ingest.wait(60)
+            broker.stop()
+            influx.stop()
+    print(json.dumps(results, indent=2))
+    for rate, r in results.items():
+        print(
+            f"alert latency at {rate:,} msg/s background: p50 {r['alert_p50_ms']} ms, p99 {r['alert_p99_ms']} ms "
+            f"(broker round trip p99 {r['broker_p99_ms']} ms); target p99 ≤ 50 ms"
+        )
+    return 0
+
+
+def _metric_lines(port: int, name: str) -> list[str]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return [line for line in text.splitlines() if line.startswith(name)]
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
