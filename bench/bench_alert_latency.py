@@ -26,9 +26,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devices import Registry  # noqa: E402
-from firegrid._services import Influxd, Mosquitto, free_port, wait_for  # noqa: E402
-from simulators import write_world  # noqa: E402
+from devices import Registry
+from firegrid._services import Influxd, Mosquitto, free_port, wait_for
+from simulators import write_world
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -76,7 +76,7 @@ class Probe:
             sent = time.perf_counter()
             self.client.publish(topic, payload, qos=1)
 
-            def arrived(i: int = i, device: str = device) -> float | None:
+            def arrived(i: int = i, device: str = device, sent: float = sent) -> float | None:
                 with self.lock:
                     if not alerts:
                         return self.arrived.get(f"probe:{i}")
@@ -189,8 +189,8 @@ def main() -> int:
     print(json.dumps(results, indent=2))
     for rate, r in results.items():
         print(
-            f"alert latency at {rate:,} msg/s background: p50 {r['alert_p50_ms']} ms, p99 {r['alert_p99_ms']} ms "
-            f"(broker round trip p99 {r['broker_p99_ms']} ms); target p99 ≤ 50 ms"
+            f"alert latency at {rate:,} msg/s background: p50 {r['alert_p50_ms']} ms, "
+            f"p99 {r['alert_p99_ms']} ms (broker round trip p99 {r['broker_p99_ms']} ms); target p99 ≤ 50 ms"
         )
     return 0
 

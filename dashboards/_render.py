@@ -25,10 +25,10 @@ _TYPE_COLORS = {
 
 def _import_pyplot() -> Any:
     try:
-        import matplotlib  # noqa: PLC0415 - optional, only for pictures
+        import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise RuntimeError("drawing layouts needs matplotlib: pip install 'firegrid[dev]'") from exc
     return plt
@@ -36,7 +36,7 @@ def _import_pyplot() -> Any:
 
 def render_layout(json_path: Path | str, png_path: Path | str) -> Path:
     """Draw the panel grid of the dashboard JSON at ``json_path`` into the PNG ``png_path``."""
-    from matplotlib.patches import FancyBboxPatch  # noqa: PLC0415
+    from matplotlib.patches import FancyBboxPatch
 
     plt = _import_pyplot()
     data: dict[str, Any] = json.loads(Path(json_path).read_text(encoding="utf-8"))
