@@ -512,6 +512,10 @@ def _fmt_ms(value: int | None) -> str:
     return "-" if value is None else f"{value:,} ms"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "none"
 
@@ -551,6 +555,7 @@ class Demo:
         self.started_at = time.monotonic()
         self.run_started_at: float | None = None
         self.run_ended_at: float | None = None
+        self._influx_before: dict[str, int] | None = None
         self._wake = threading.Event()
         self._lock_file: IO[str] | None = None
 
@@ -679,6 +684,7 @@ class Demo:
             f"[bold]influxd[/]   {self.influxd.url}{note}  database {INFLUX_DB}, "
             f"pid {_pid(self.influxd.proc)}, data {self._rel(self.influxd.workdir)}"
         )
+        self._influx_before = self._influx_counts()
 
     def _make_world(self) -> None:
         o = self.options
@@ -898,13 +904,11 @@ class Demo:
 
     # -- shutdown --------------------------------------------------------------------------------
 
-    def _influx_points(self, since_ms: int) -> dict[str, int] | None:
+    def _influx_counts(self) -> dict[str, int] | None:
+        """Points per measurement in the database (0 before it exists); None when unreachable."""
         if self.influxd is None or not self.influxd.running:
             return None
-        query = "; ".join(
-            f'SELECT COUNT("{fieldname}") FROM "{name}" WHERE time >= {since_ms}ms'
-            for name, fieldname in MEASUREMENTS.items()
-        )
+        query = "; ".join(f'SELECT COUNT("{key}") FROM "{name}"' for name, key in MEASUREMENTS.items())
         try:
             response = httpx.get(
                 f"{self.influxd.url}/query", params={"db": INFLUX_DB, "q": query, "epoch": "ms"}, timeout=10
@@ -929,8 +933,7 @@ class Demo:
             self.simulator.stop_event.set()
             self.simulator.join(3 if force else 40)
         if self.ingest is not None and self.ingest.proc is not None:
-            if self.state.phase == "stopping" and self.console.is_terminal:
-                self.say("stopping: ingest drains what it received…")
+            self.say("stopping: ingest drains what it received…")
             code = self.ingest.stop(timeout=5 if force else 40)
             info["ingest_exit"] = code
             if code not in (0, None):
@@ -941,11 +944,11 @@ class Demo:
         if self.feed is not None:
             time.sleep(0.2)  # the last alerts published while ingest drained
             self.feed.stop()
-        since = None
-        if self.simulator is not None and self.simulator.summaries:
-            since = min(s.sim_start_ms for s in self.simulator.summaries)
-        if since is not None:
-            info["influx_points"] = self._influx_points(since)
+        if self._influx_before is not None:
+            after = self._influx_counts()
+            if after is not None:
+                info["influx_points"] = {k: n - self._influx_before.get(k, 0) for k, n in after.items()}
+                info["influx_points_in_db"] = sum(after.values())
         for service in (self.influxd, self.mosquitto):
             if service is None:
                 continue
@@ -956,6 +959,17 @@ class Demo:
                 with contextlib.suppress(Exception):
                     service.stop(kill=True)
             self._record_pids()
+        left = [
+            f"{name} (pid {proc.pid})"
+            for name, proc in (
+                ("ingest", self.ingest.proc if self.ingest else None),
+                ("influxd", self.influxd.proc if self.influxd else None),
+                ("mosquitto", self.mosquitto.proc if self.mosquitto else None),
+            )
+            if proc is not None and proc.poll() is None
+        ]
+        if left:
+            problems.append("still running: " + ", ".join(left))
         info["problems"] = problems
         return info
 
@@ -983,17 +997,18 @@ class Demo:
             "influx_db": INFLUX_DB,
             "influx_points": points,
             "influx_points_total": sum(points.values()) if points else 0,
+            "influx_points_in_db": info.get("influx_points_in_db"),
             "ingest_exit": info.get("ingest_exit"),
             "pids": self.state.pids,
             "problems": info.get("problems", []),
         }
 
     def _print_summary(self, summary: dict[str, Any]) -> None:
-        def row(label: str, value: str) -> None:
-            self.say(f"  [bold]{label:<10}[/] {value}")
+        rows: list[tuple[str, str]] = []
 
-        self.say("")
-        self.say("[bold]firegrid demo: summary[/]")
+        def row(label: str, value: str) -> None:
+            rows.append((label, value))
+
         reason = {"duration": "--duration reached", "error": "an error"}.get(
             summary["stopped_by"], summary["stopped_by"]
         )
@@ -1005,7 +1020,8 @@ class Demo:
         if alerts.get("messages"):
             row(
                 "alerts",
-                f"{alerts['messages']:,} alert messages about {alerts['events']:,} events; "
+                f"{_plural(alerts['messages'], 'alert message')} about "
+                f"{_plural(alerts['events'], 'event')}; "
                 f"{_fmt_counts(alerts['by_severity'])}",
             )
             row("by type", _fmt_counts(alerts["by_type"]))
@@ -1018,7 +1034,8 @@ class Demo:
             row("alerts", "none received on alerts/#")
         points = summary["influx_points"]
         stored = (
-            f"{summary['influx_points_total']:,} points from this run ({_fmt_counts(points)})"
+            f"{summary['influx_points_total']:,} new points ({_fmt_counts(points)}), "
+            f"{summary['influx_points_in_db']:,} in all"
             if points is not None
             else "point count not available"
         )
@@ -1036,10 +1053,26 @@ class Demo:
             f"database {summary['influx_db']}",
         )
         for warning in summary["simulator_warnings"]:
-            self.say(f"  [yellow]note:[/] simulator: {warning}")
+            row("note", f"simulator: {warning}")
         for problem in summary["problems"]:
-            self.say(f"  [red]problem:[/] {problem}")
-        self.say(f"  all processes stopped; summary in {self._rel(self.dir / 'summary.json')}")
+            row("problem", f"[red]{problem}[/]")
+        if not summary["problems"]:
+            row(
+                "stopped",
+                f"every process the demo started; summary in {self._rel(self.dir / 'summary.json')}",
+            )
+        self.say("")
+        self.say("[bold]firegrid demo: summary[/]")
+        if self.console.is_terminal:  # wrapped to the terminal, with a hanging indent
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(style="bold", no_wrap=True)
+            grid.add_column(overflow="fold")
+            for label, value in rows:
+                grid.add_row(label, value)
+            self.console.print(grid)
+        else:  # a log or a pipe: one line per row
+            for label, value in rows:
+                self.say(f"{label:<9} {value}")
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -1072,18 +1105,19 @@ class Demo:
             finally:
                 self.state.phase = "stopping"
                 info = self._shutdown()
-        if self.state.error:
-            print(f"firegrid demo: error: {self.state.error}", file=sys.stderr)
         if self.run_started_at is not None:
             summary = self._summary(info)
             with contextlib.suppress(OSError):
                 (self.dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
             self._print_summary(summary)
-            if summary["problems"] and code == 0:
-                code = 1
-        elif not self.state.error:
-            self.say("stopped before the demo was running; all processes stopped")
-        return code
+        else:
+            for problem in info["problems"]:
+                print(f"firegrid demo: {problem}", file=sys.stderr)
+            if not self.state.error and not info["problems"]:
+                self.say("stopped before the demo was running; every process it started is stopped")
+        if self.state.error:  # last, where it is seen
+            print(f"firegrid demo: error: {self.state.error}", file=sys.stderr)
+        return 1 if code or info["problems"] else 0
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> int:
