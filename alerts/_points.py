@@ -16,7 +16,7 @@ last one written before it (the floor is kept in the store).
 from __future__ import annotations
 
 from alerts._event import Event
-from ingest import quote_string, series_key
+from devices import quote_string, series_key
 
 MEASUREMENT = "events"
 

@@ -16,6 +16,16 @@ from devices._errors import (
 )
 from devices._ids import ID_PATTERN, Identifier, is_identifier
 from devices._kind import MAX_BATCH, FieldValue, KindSpec, Payload
+from devices._lineproto import (
+    encode_fields,
+    encode_line,
+    encode_trusted_fields,
+    escape_key,
+    escape_measurement,
+    expected_string,
+    quote_string,
+    series_key,
+)
 from devices._reading import Reading
 from devices._registry import OVERRIDE_COLUMNS, UNASSIGNED, Device, Grid, Registry, Station, Worker
 from devices.electrical import ElectricalPayload
@@ -56,5 +66,13 @@ __all__ = [
     "Station",
     "WaterPayload",
     "Worker",
+    "encode_fields",
+    "encode_line",
+    "encode_trusted_fields",
+    "escape_key",
+    "escape_measurement",
+    "expected_string",
     "is_identifier",
+    "quote_string",
+    "series_key",
 ]

@@ -1,12 +1,6 @@
 """MQTT ingest: decoding, validation, dedup, line protocol, InfluxDB writer, spool, consumer."""
 
-from ingest._committer import Committer
-from ingest._consumer import BrokerAddress, Inbox, MqttConsumer
-from ingest._decode import MAX_PAYLOAD, Decoded, Decoder, Reject, RejectReason
-from ingest._dedup import SeqDeduplicator
-from ingest._encode import PointEncoder
-from ingest._influx import InfluxClient, RejectedLine
-from ingest._lineproto import (
+from devices import (
     encode_fields,
     encode_line,
     encode_trusted_fields,
@@ -16,6 +10,12 @@ from ingest._lineproto import (
     quote_string,
     series_key,
 )
+from ingest._committer import Committer
+from ingest._consumer import BrokerAddress, Inbox, MqttConsumer
+from ingest._decode import MAX_PAYLOAD, Decoded, Decoder, Reject, RejectReason
+from ingest._dedup import SeqDeduplicator
+from ingest._encode import PointEncoder
+from ingest._influx import InfluxClient, RejectedLine
 from ingest._metrics import IngestMetrics
 from ingest._pipeline import InMessage, Pipeline, ReadingSink
 from ingest._spool import Spool

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from devices import Reading, Registry
+from devices import Reading, Registry, encode_line, encode_trusted_fields, escape_key, series_key
 from ingest._decode import Reject
-from ingest._lineproto import encode_line, encode_trusted_fields, escape_key, series_key
 
 
 class PointEncoder:

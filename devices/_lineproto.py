@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from devices import FieldValue
+from devices._kind import FieldValue
 
 _NEWLINES = str.maketrans({"\n": "\\n", "\r": "\\r"})
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n", "\r": "\\r"})
