@@ -17,13 +17,14 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from alerts import EventStore, Outcome, Publisher
-from devices import Reading, Registry, RulesError
+from devices import Reading, Registry, RulesError, encode_line, series_key
 from firegrid._http import json_response
 from rules import RuleEngine, RulesConfig, load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL_MS = 5_000
+FLEET_INTERVAL_MS = 60_000
 TIMER_INTERVAL_MS = 500
 
 
@@ -60,6 +61,7 @@ class Hazards:
         self._connection_changes: deque[tuple[bool, int]] = deque()
         self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
         self._next_timers = now
+        self._next_fleet = now  # a first count right away, then every minute
 
     @property
     def actions_subscription(self) -> str:
@@ -89,7 +91,21 @@ class Hazards:
                 self._take(self.events.tick(now))
         if now >= self._next_snapshot:
             self.save(now)
+        if now >= self._next_fleet:
+            self._next_fleet = now + FLEET_INTERVAL_MS
+            self._lines.extend(self.fleet_lines(now))
         return self.drain_lines()
+
+    def fleet_lines(self, now: int) -> list[str]:
+        """`fleet` points (extension of §6): devices registered and online per district and kind."""
+        return [
+            encode_line(
+                series_key("fleet", (("district", district), ("kind", kind))),
+                {"registered": float(registered), "online": float(registered - offline)},
+                now,
+            )
+            for (district, kind), (registered, offline) in sorted(self.engine.fleet().items())
+        ]
 
     def save(self, now: int) -> None:
         self._next_snapshot = now + SNAPSHOT_INTERVAL_MS

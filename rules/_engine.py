@@ -30,6 +30,7 @@ from rules._all import EXTRACTORS, FAMILIES
 from rules._config import RulesConfig
 from rules._family import Array, Batch, Cols, Context, Family, Int64s, KindView
 from rules._hit import Hit
+from rules._offline import OfflineRules
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,25 @@ class RuleEngine:
         self._sync(registry, now_ms)
 
     # -- public API ---------------------------------------------------------------------------
+
+    def fleet(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(district, kind) → (registered, offline) for the kinds that can be offline."""
+        districts = self.registry.districts
+        counts: dict[tuple[str, str], tuple[int, int]] = {}
+        for kind, cols in self._cols.items():
+            offline_cols = cols.get(OfflineRules.__name__)
+            if offline_cols is None:
+                continue
+            view = self._views[kind]
+            slots = view.slots[view.alive & (view.slots >= 0)]
+            raised = offline_cols["raised"][view.alive & (view.slots >= 0)]
+            district = self.registry.district_idx[slots]
+            registered = np.bincount(district, minlength=len(districts))
+            offline = np.bincount(district, weights=raised.astype(np.float64), minlength=len(districts))
+            for index, name in enumerate(districts):
+                if registered[index]:
+                    counts[(name, kind)] = (int(registered[index]), int(offline[index]))
+        return counts
 
     @property
     def registry(self) -> Registry:
