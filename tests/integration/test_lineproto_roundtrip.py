@@ -13,7 +13,7 @@ from ingest import encode_line, expected_string, series_key
 from tests.helpers import influx_query
 
 _clock = itertools.count(1_000_000)
-# Line protocol can carry every character except in the two mapped cases (see ingest._lineproto);
+# Line protocol can carry every character except in the two mapped cases (see devices._lineproto);
 # tags are compared exactly when they avoid those cases, strings always through expected_string.
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
 plain_tag = text.filter(lambda s: not s.endswith("\\") and "\n" not in s and "\r" not in s)
