@@ -40,8 +40,13 @@ bench: setup
 demo: setup
 	$(BIN)/firegrid demo
 
+# Long fault runs: the outage, kill -9 and broker-restart tests, many times over.
+SOAK_ROUNDS ?= 20
 soak: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests --soak
+	@for i in $$(seq 1 $(SOAK_ROUNDS)); do \
+	  echo "soak round $$i/$(SOAK_ROUNDS)"; \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_faults.py tests/integration/test_alerts_e2e.py || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .firegrid .demo build *.egg-info
