@@ -18,14 +18,25 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 import dashboards
-from firegrid._services import Influxd
-from tests.helpers import influx_query
+from firegrid._services import Influxd, Mosquitto
+from tests.helpers import eventually, influx_query
+from tests.integration.conftest import IngestProcess
+from tests.scenario_run import (
+    DASHBOARD_DURATION_S,
+    DASHBOARD_TIME_SCALE,
+    idle_start_ms,
+    raised_keys,
+    run_scenario,
+    write_dashboard_scenario,
+    write_dashboard_world,
+)
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -341,19 +352,61 @@ def write_service_stats(out: LineWriter, start: int, end: int) -> None:
 
 
 @pytest.fixture
-def firegrid_data(influx: Influxd, influx_db: str) -> Window:
-    """Fill ``influx_db`` with two hours of firegrid data ending now; the window and selections.
+def firegrid_data(
+    influx: Influxd,
+    influx_db: str,
+    broker: Mosquitto,
+    topic_prefix: str,
+    ingest_env: dict[str, str],
+    tmp_path: Path,
+) -> Window:
+    """Fill ``influx_db`` through `firegrid ingest` from a simulator scenario; the window and
+    selections.
 
-    The one data source of this module: replace its body with a simulator scenario run through
-    ``firegrid ingest`` (keeping the return value) to test the dashboards end to end.
+    A generated two-district world (grids renamed D01-G00, D01-G01, D02-G00, D02-G01) and a
+    scenario putting a fire, a burst main, a leaking circuit, a flat battery, a patrol hazard and
+    hostile messages in D01-G00 (:func:`tests.scenario_run.write_dashboard_scenario`), with
+    background telemetry from every device. Everything in InfluxDB is written by the service:
+    readings, ``rejects``, ``events`` (from the rules; PATROL_MISSED through a short per-device
+    ``patrol_interval_h`` in the registry), ``fleet`` and ``ingest_stats`` (every second).
     """
+    world = write_dashboard_world(tmp_path / "world")
+    scenario = write_dashboard_scenario(world, tmp_path / "dashboards.yaml")
+    env = {**ingest_env, "FIREGRID_REGISTRY": str(world.registry), "FIREGRID_INSTANCE": "firegrid-1"}
+    service = IngestProcess(env, tmp_path / "ingest.log")
+    begin = int(time.time() * 1000)
+    service.start()
+    try:
+        start = idle_start_ms(world, int(time.time() * 1000))
+        run = run_scenario(
+            registry=world.registry,
+            url=broker.url,
+            prefix=topic_prefix,
+            scenario=scenario,
+            truth_path=tmp_path / "truth.jsonl",
+            influx_url=influx.url,
+            influx_db=influx_db,
+            time_scale=DASHBOARD_TIME_SCALE,
+            duration=DASHBOARD_DURATION_S,
+            start_ms=start,
+            seed=world.run_seed,
+        )
+        assert {(t, g) for t, g, _ in run.truth.events} >= {
+            ("FIRE_CONFIRMED", "D01-G00"), ("CABLE_OVERHEAT", "D01-G00"), ("PRESSURE_LOSS", "D01-G00"),
+            ("RESIDUAL_CURRENT_HIGH", "D01-G00"), ("PATROL_HAZARD", "D01-G00"),
+        }, run.truth.events  # fmt: skip
+        # the events the scenario causes, and a missed checkpoint (service clock), are stored
+        eventually(lambda: run.truth.events <= raised_keys(service.http), timeout=20, what="every event")
+        eventually(
+            lambda: influx_query(
+                influx.url, influx_db, """SELECT "state" FROM "events" WHERE "type" = 'PATROL_MISSED'"""
+            ),
+            timeout=20,
+            what="a PATROL_MISSED event in InfluxDB",
+        )
+    finally:
+        service.stop()
     end = int(time.time() * 1000)
-    start = end - 2 * HOUR
-    out = LineWriter()
-    write_readings(out, start, end)
-    write_events(out, start)
-    write_service_stats(out, start, end)
-    out.flush(influx.url, influx_db)
     everything: dict[str, Sequence[str] | None] = {"district": None, "grid": None, "instance": None}
     one_grid: dict[str, Sequence[str] | None] = {
         "district": ["D01"],
@@ -365,7 +418,7 @@ def firegrid_data(influx: Influxd, influx_db: str) -> Window:
         "grid": ["D01-G00", "D02-G00"],
         "instance": None,
     }
-    return Window(start, end, [everything, one_grid, several])
+    return Window(min(start, begin), end, [everything, one_grid, several])
 
 
 # --- Grafana's side ---------------------------------------------------------------------------
