@@ -147,6 +147,27 @@ def run_scenario(
     return ScenarioRun(summary, Truth.read(truth_path), sync_topic)
 
 
+LOCAL_OFFSET_MS = 8 * 3_600_000
+"""The simulator's daily cycles (patrol rounds, loads) follow China Standard Time."""
+
+
+def night_start_ms(before_ms: int, hour: int = 2) -> int:
+    """The latest instant at or before ``before_ms`` at ``hour``:00 local time.
+
+    Patrol steps and the hostile patrol cases need a worker off duty (no round within 2 h);
+    the planner refuses the scenario at some times of day (``patrol`` at ~20 % of them, with
+    "the checkpoint would be scanned again before its deadline"; ``hostile`` around 10:00-11:00
+    local with "no worker ... is off duty"). Starting those runs at night keeps them independent
+    of the hour the suite runs at.
+    """
+    day = 86_400_000
+    local = before_ms + LOCAL_OFFSET_MS
+    start = local - local % day + hour * 3_600_000
+    if start > local:
+        start -= day
+    return start - LOCAL_OFFSET_MS
+
+
 # --- a world and a scenario for the dashboards -------------------------------------------------
 
 DASHBOARD_WORLD_SEED = 19
@@ -272,7 +293,9 @@ def idle_start_ms(world: DashboardWorld, now_ms: int) -> int:
     fleet = Fleet(Registry.load(world.registry), seed=world.run_seed, start_ms=now_ms - 6 * 3_600_000)
     worker = fleet.patrol.workers.index(world.worker)
     rounds = [
-        s.t_ms for s in fleet.patrol.scans(now_ms - 9 * 3_600_000, now_ms + 3_600_000) if s.worker == worker
+        s.t_ms
+        for s in fleet.patrol.scans(now_ms - 9 * 3_600_000, now_ms + 3 * 3_600_000)
+        if s.worker == worker
     ]
     for back in range(0, 5 * 3_600_000, 300_000):
         start = now_ms - back - sim_ms

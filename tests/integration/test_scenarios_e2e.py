@@ -30,16 +30,27 @@ from ingest import expected_string
 from simulators import write_world
 from tests.helpers import eventually, influx_query
 from tests.integration.conftest import IngestProcess
-from tests.scenario_run import ScenarioRun, event_key, list_events, raised_keys, run_scenario
+from tests.scenario_run import (
+    ScenarioRun,
+    event_key,
+    list_events,
+    night_start_ms,
+    raised_keys,
+    run_scenario,
+)
 
-# scenario → time scale (None: the file's own); each run takes 5-17 wall s at scale 0.02
-SCENARIOS: dict[str, float | None] = {
-    "fire": 30,
-    "electrical": 80,
-    "water": 15,
-    "patrol": 15_000,
-    "smoke": None,
-    "hostile": None,
+DAY_MS = 86_400_000
+
+# scenario → (time scale (None: the file's own), how long before now its simulated time starts
+# (None: so that it ends now, the runner's default; else the latest 02:00 local that far back,
+# see tests.scenario_run.night_start_ms)); each run takes 5-17 wall s at scale 0.02
+SCENARIOS: dict[str, tuple[float | None, int | None]] = {
+    "fire": (30, None),
+    "electrical": (80, None),
+    "water": (15, None),
+    "patrol": (15_000, 3 * DAY_MS),  # 2.9 simulated days
+    "smoke": (None, None),
+    "hostile": (None, 60_000),
 }
 
 
@@ -77,6 +88,7 @@ def service(ingest_env: dict[str, str], tmp_path: Path) -> Iterator[Service]:
 def _run(
     name: str, world: Path, broker: Mosquitto, influx: Influxd, influx_db: str, prefix: str, tmp_path: Path
 ) -> ScenarioRun:
+    lead = SCENARIOS[name][1]
     return run_scenario(
         registry=world,
         url=broker.url,
@@ -85,7 +97,8 @@ def _run(
         truth_path=tmp_path / f"{name}.truth.jsonl",
         influx_url=influx.url,
         influx_db=influx_db,
-        time_scale=SCENARIOS[name],
+        time_scale=SCENARIOS[name][0],
+        start_ms=None if lead is None else night_start_ms(int(time.time() * 1000) - lead),
     )
 
 
