@@ -567,7 +567,8 @@ class Demo:
         return str(path)
 
     def say(self, text: str) -> None:
-        self.console.print(text)
+        with contextlib.suppress(OSError):  # a closed pipe (| head) must not stop the clean-up
+            self.console.print(text)
 
     def _record_pids(self) -> None:
         pids = {}
@@ -749,9 +750,14 @@ class Demo:
         self.ingest.start()
         self._record_pids()
         pid = self.ingest.proc.pid if self.ingest.proc else "?"
+        note = (
+            ""
+            if self.options.http_port or http_port == DEFAULT_HTTP_PORT
+            else f" ({DEFAULT_HTTP_PORT} is in use)"
+        )
         self.say(
-            f"[bold]ingest[/]    http://{http}/healthz  pid {pid}, log {self._rel(self.ingest.log_path)}, "
-            f"state {self._rel(data)}"
+            f"[bold]ingest[/]    http://{http}/healthz{note}  pid {pid}, "
+            f"log {self._rel(self.ingest.log_path)}, state {self._rel(data)}"
         )
 
     # -- running ---------------------------------------------------------------------------------
@@ -1069,7 +1075,8 @@ class Demo:
             grid.add_column(overflow="fold")
             for label, value in rows:
                 grid.add_row(label, value)
-            self.console.print(grid)
+            with contextlib.suppress(OSError):
+                self.console.print(grid)
         else:  # a log or a pipe: one line per row
             for label, value in rows:
                 self.say(f"{label:<9} {value}")
