@@ -38,7 +38,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 demo: setup
-	$(BIN)/firegrid demo
+	$(BIN)/firegrid demo $(DEMO_ARGS)
 
 # Long fault runs: the outage, kill -9 and broker-restart tests, many times over.
 SOAK_ROUNDS ?= 20
