@@ -79,7 +79,10 @@ class _BurstClient(mqtt.Client):
             self._packet_queue(PUBACK, b"".join([pack(PUBACK, 2, mid) for mid in mids]), 0, 0)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        for _ in range(READ_BURST):
+        packets = 0
+        # Never return with bytes left in the buffer: select() would not see them and the
+        # session would stall until the next packet (or keepalive) arrives.
+        while packets < READ_BURST or self._rpos < len(self._rbuf):
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
@@ -87,6 +90,7 @@ class _BurstClient(mqtt.Client):
                 return self._loop_rc_handle(rc)
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
+            packets += 1
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
