@@ -9,8 +9,12 @@ batch reading by reading, in batch order, which keeps each worker's scans in seq
   scans; above ``max_speed_m_s`` it raises (no clear).
 * PATROL_MISSED is a timer per checkpoint: ``patrol_interval_h × factor`` after the last scan
   (its ``ts``, capped at the service time; the service start for checkpoints never scanned),
-  shifted like DEVICE_OFFLINE over deaf intervals. A scan clears it when it makes the checkpoint
-  current again (a late upload of an old scan does not).
+  shifted like DEVICE_OFFLINE over deaf intervals. It also runs on *data time*: the latest scan
+  ``ts`` of any checkpoint is the patrol clock, and a checkpoint whose own last scan is older than
+  that clock by its deadline is missed too. Live, both clocks agree; data time is what lets a
+  replayed or time-accelerated patrol day (simulators, gateways uploading late) raise it, and the
+  service clock still raises it when every scan stops. A scan clears it when it makes the
+  checkpoint current again on both clocks (a late upload of an old scan does not).
 """
 
 from __future__ import annotations
@@ -47,15 +51,20 @@ class PatrolRules(Family):
         self.interval_h: np.ndarray = np.zeros(0)
         self.workers: dict[str, tuple[int, str]] = {}
         """worker_id → (ts, tag device_id) of the worker's latest scan."""
+        self._slots: Int64s = np.zeros(0, dtype=np.int64)
+        self.data_clock = NO_TS
+        """The latest scan ``ts`` (capped at the service time) of any checkpoint."""
 
     def columns(self, kind: str) -> dict[str, Column]:
         return {
             "scanned": Column(np.int64, NO_TS),
             "due": Column(np.int64, NEVER),
             "missed": Column(np.bool_, False),
+            "seen": Column(np.int64, NO_TS),
         }
 
     def configure(self, view: KindView, cols: Cols) -> None:
+        self._slots = view.slots
         rule = self.ctx.config.patrol_missed
         self.interval_h = per_device(self.ctx, view, "patrol_interval_h", rule.interval_h)
         self.deadline_ms = np.rint(self.interval_h * rule.factor * 3_600_000).astype(np.int64)
@@ -64,15 +73,17 @@ class PatrolRules(Family):
         cols["due"][:] = np.where(running, scanned + np.where(running, self.deadline_ms, 0), NEVER)
 
     def started(self, view: KindView, cols: Cols, local: Int64s, now_ms: int) -> None:
+        cols["seen"][local] = NO_TS
         cols["scanned"][local] = now_ms
         cols["missed"][local] = False
         cols["due"][local] = now_ms + self.deadline_ms[local]
 
     def stopped(self, view: KindView, cols: Cols, local: Int64s) -> None:
         cols["due"][local] = NEVER
+        cols["seen"][local] = NO_TS
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
-        scanned, due, missed = cols["scanned"], cols["due"], cols["missed"]
+        scanned, due, missed, seen = cols["scanned"], cols["due"], cols["missed"], cols["seen"]
         now = batch.now_ms
         for i, reading in enumerate(batch.readings):
             payload: PatrolPayload = reading.payload  # type: ignore[assignment]
@@ -95,9 +106,11 @@ class PatrolRules(Family):
             self._speed(out, payload.worker_id, slot, reading.device_id, ts)
             base = max(int(scanned[local]), min(ts, now))
             scanned[local] = base
+            seen[local] = max(int(seen[local]), min(ts, now))
+            self.data_clock = max(self.data_clock, min(ts, now))
             deadline = int(self.deadline_ms[local])
             if missed[local]:
-                if now < base + deadline:
+                if now < base + deadline and int(seen[local]) + deadline > self.data_clock:
                     missed[local] = False
                     due[local] = base + deadline
                     self.ctx.hit(
@@ -112,6 +125,34 @@ class PatrolRules(Family):
                     )
             else:
                 due[local] = base + deadline
+        self._missed_on_data_time(batch, cols, out)
+
+    def _missed_on_data_time(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        seen, missed, due = cols["seen"], cols["missed"], cols["due"]
+        clock = self.data_clock
+        if clock == NO_TS:
+            return
+        known = seen != NO_TS
+        overdue = np.flatnonzero(known & ~missed & (np.where(known, seen, clock) <= clock - self.deadline_ms))
+        for local in overdue.tolist():
+            missed[local] = True
+            due[local] = NEVER
+            silent_s = (clock - int(seen[local])) / 1000
+            self._raise_missed(out, int(self._slots[local]), local, silent_s, clock)
+
+    def _raise_missed(self, out: list[Hit], slot: int, local: int, silent_s: float, ts: int) -> None:
+        self.ctx.hit(
+            out,
+            "PATROL_MISSED",
+            slot,
+            "raise",
+            value=silent_s / 3600,
+            threshold=int(self.deadline_ms[local]) / 3_600_000,
+            ts=ts,
+            message=f"Checkpoint not scanned for {duration(silent_s)} "
+            f"(interval {num(float(self.interval_h[local]))} h "
+            f"× {num(self.ctx.config.patrol_missed.factor)})",
+        )
 
     def _speed(self, out: list[Hit], worker_id: str, slot: int, device_id: str, ts: int) -> None:
         reg = self.ctx.registry
@@ -153,19 +194,7 @@ class PatrolRules(Family):
         scanned = cols["scanned"]
         for local in expired.tolist():
             silent_s = (now_ms - int(scanned[local])) / 1000
-            limit_h = int(self.deadline_ms[local]) / 3_600_000
-            self.ctx.hit(
-                out,
-                "PATROL_MISSED",
-                int(view.slots[local]),
-                "raise",
-                value=silent_s / 3600,
-                threshold=limit_h,
-                ts=now_ms,
-                message=f"Checkpoint not scanned for {duration(silent_s)} "
-                f"(interval {num(float(self.interval_h[local]))} h "
-                f"× {num(self.ctx.config.patrol_missed.factor)})",
-            )
+            self._raise_missed(out, int(view.slots[local]), local, silent_s, now_ms)
 
     def deadline(self, view: KindView, cols: Cols) -> int | None:
         due = cols["due"]
@@ -179,8 +208,9 @@ class PatrolRules(Family):
         cols["scanned"][running] += delta_ms
 
     def extra_state(self) -> dict[str, Any]:
-        return {"workers": {w: [ts, d] for w, (ts, d) in self.workers.items()}}
+        return {"workers": {w: [ts, d] for w, (ts, d) in self.workers.items()}, "data_clock": self.data_clock}
 
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         workers = state.get("workers", {})
         self.workers = {str(w): (int(v[0]), str(v[1])) for w, v in workers.items()}
+        self.data_clock = int(state.get("data_clock", NO_TS))

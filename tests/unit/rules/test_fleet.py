@@ -10,7 +10,11 @@ from tests.helpers import write_registry
 def test_fleet_counts_registered_and_offline_per_district_and_kind(tmp_path: Path) -> None:
     registry = Registry.load(write_registry(tmp_path / "r"))
     engine = RuleEngine(registry, None, 0)
-    assert engine.fleet() == {("D01", "smoke"): (3, 0), ("D01", "electrical"): (3, 0), ("D01", "water"): (3, 0)}
+    assert engine.fleet() == {
+        ("D01", "smoke"): (3, 0),
+        ("D01", "electrical"): (3, 0),
+        ("D01", "water"): (3, 0),
+    }
     slot = registry.slot_of["W0000"]
     later = 2 * 300_000 + 60_000 + 1
     engine.process([Reading(slot, "W0000", later - 1000, WaterPayload(pressure_mpa=0.3))], later - 1000)
