@@ -159,12 +159,18 @@ def test_sighup_reloads_the_registry_keeping_state(
     )
 
 
-def test_service_writes_fleet_and_ingest_stats(ingest: IngestProcess, influx: Influxd, influx_db: str) -> None:
-    fleet = eventually(lambda: influx_query(influx.url, influx_db, "SELECT * FROM fleet"), what="fleet points")
+def test_service_writes_fleet_and_ingest_stats(
+    ingest: IngestProcess, influx: Influxd, influx_db: str
+) -> None:
+    fleet = eventually(
+        lambda: influx_query(influx.url, influx_db, "SELECT * FROM fleet"), what="fleet points"
+    )
     assert {(r["district"], r["kind"], r["registered"]) for r in fleet} == {
         ("D01", "smoke", 3.0),
         ("D01", "electrical", 3.0),
         ("D01", "water", 3.0),
     }
-    stats = eventually(lambda: influx_query(influx.url, influx_db, "SELECT * FROM ingest_stats"), what="stats")
+    stats = eventually(
+        lambda: influx_query(influx.url, influx_db, "SELECT * FROM ingest_stats"), what="stats"
+    )
     assert {"received", "written", "rejected", "duplicates", "spooled", "spool_depth"} <= set(stats[0])
