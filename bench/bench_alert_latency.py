@@ -37,10 +37,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Probe:
-    """Toggles smoke detectors' alarm; every toggle changes an event, which is published."""
+    """Sets one smoke detector after another in alarm; each raises an event, which is published."""
 
     def __init__(self, port: int, detectors: list[tuple[str, str, str]]) -> None:
         self.detectors = detectors
+        self.round = 0
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
@@ -68,18 +69,18 @@ class Probe:
         for i in range(samples):
             device, district, _ = self.detectors[i % len(self.detectors)]
             ts = int(time.time() * 1000)
-            if alerts:
-                alarm = (i // len(self.detectors)) % 2 == 0
-                topic, payload = f"fire/{district}/smoke/{device}", orjson.dumps({"ts": ts, "alarm": alarm})
+            if alerts:  # a new FIRE_ALARM on another detector each time (the background traffic's
+                # heartbeats clear alarms on their own, so a toggle would not always change an event)
+                topic, payload = f"fire/{district}/smoke/{device}", orjson.dumps({"ts": ts, "alarm": True})
             else:
-                topic, payload = f"probe/{i}", f"probe:{i}".encode()
+                topic, payload = f"probe/{self.round}/{i}", f"probe:{self.round}:{i}".encode()
             sent = time.perf_counter()
             self.client.publish(topic, payload, qos=1)
 
             def arrived(i: int = i, device: str = device, sent: float = sent) -> float | None:
                 with self.lock:
                     if not alerts:
-                        return self.arrived.get(f"probe:{i}")
+                        return self.arrived.get(f"probe:{self.round}:{i}")
                     return next(
                         (t for k, t in self.arrived.items() if k.startswith(f"{device}:") and t > sent), None
                     )
@@ -114,9 +115,7 @@ def main() -> int:
         registry_dir = work / "registry"
         write_world(registry_dir, scale=0.5, seed=3)
         registry = Registry.load(registry_dir)
-        detectors = [(d.device_id, d.district, d.grid_id) for d in registry.devices() if d.kind == "smoke"][
-            :20
-        ]
+        detectors = [(d.device_id, d.district, d.grid_id) for d in registry.devices() if d.kind == "smoke"]
         port = free_port()
         env = dict(
             os.environ,
@@ -138,7 +137,9 @@ def main() -> int:
         try:
             wait_for(lambda: _healthy(port), 60, "firegrid healthy")
             probe = Probe(broker.port, detectors)
-            for rate in (int(r) for r in args.rates.split(",")):
+            for round_, rate in enumerate(int(r) for r in args.rates.split(",")):
+                probe.detectors = detectors[round_ * args.samples : (round_ + 1) * args.samples]
+                probe.round = round_
                 background = subprocess.Popen(
                     [
                         sys.executable,
