@@ -10,27 +10,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from firegrid._argtypes import port, positive_float
 from simulators import builtin_scenarios
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from exc
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,20 +28,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     demo.add_argument(
         "--scale",
-        type=_positive_float,
+        type=positive_float,
         default=0.1,
         help="world size relative to the reference district (default: %(default)s)",
     )
     demo.add_argument("--seed", type=int, default=1, help="world and traffic seed (default: %(default)s)")
     demo.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         default=500.0,
         help="simulated messages per second (default: %(default)g)",
     )
     demo.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="stop after this many seconds (default: at Ctrl-C)",
     )
@@ -76,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     ):
         demo.add_argument(
             f"--{name}-port",
-            type=_port,
+            type=port,
             default=None,
             help=f"port of {what} (default: {usual} if free, else any free port)",
         )

@@ -20,30 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from devices import FiregridError
+from firegrid._argtypes import positive_float, positive_int
 from simulators import RunOptions, RunSummary, ScenarioError, builtin_scenarios, run_traffic, write_world
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from exc
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,10 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     world = commands.add_parser("world", help="write a registry of the reference district (CONTRACT §1, §3)")
     world.add_argument("--out", type=Path, required=True, help="directory to write the registry into")
     world.add_argument(
-        "--scale", type=_positive_float, default=1.0, help="size relative to the reference district"
+        "--scale", type=positive_float, default=1.0, help="size relative to the reference district"
     )
     world.add_argument("--seed", type=int, default=1, help="random seed (same seed, same bytes)")
-    world.add_argument("--districts", type=_positive_int, default=1, help="number of districts side by side")
+    world.add_argument("--districts", type=positive_int, default=1, help="number of districts side by side")
     world.set_defaults(func=_world)
 
     run = commands.add_parser("run", help="publish device traffic (and a scenario) to the broker")
@@ -66,12 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "--registry", type=Path, required=True, help="registry directory (from 'simulate world')"
     )
     run.add_argument("--url", default="mqtt://127.0.0.1:1883", help="broker, mqtt://[user:pass@]host:port")
-    run.add_argument(
-        "--rate", type=_positive_float, default=1000.0, help="messages per second (default 1000)"
-    )
+    run.add_argument("--rate", type=positive_float, default=1000.0, help="messages per second (default 1000)")
     run.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="seconds (default: what the scenario needs, else 10)",
     )
@@ -80,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     run.add_argument("--qos", type=int, choices=(0, 1), default=0)
     run.add_argument(
         "--time-scale",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="simulated seconds per second (default: the scenario's, else 1)",
     )
