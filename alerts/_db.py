@@ -14,33 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from alerts._event import Event, State
+from alerts._event import EVENT_FIELDS, Event, State
 from rules import Severity
 
 SCHEMA_VERSION = 1
 
+# the event JSON's fields (in order), plus what only the store needs
 _COLUMNS = (
-    "event_id",
+    EVENT_FIELDS[0],
     "dedup_key",
-    "type",
-    "severity",
-    "state",
-    "cleared",
-    "escalated",
-    "district",
-    "grid_id",
-    "site_id",
-    "device_id",
-    "kind",
-    "lat",
-    "lon",
-    "station_id",
-    "value",
-    "threshold",
-    "count",
-    "raised_at",
-    "updated_at",
-    "message",
+    *EVENT_FIELDS[1:],
     "opened_ms",
     "deadline_ms",
     "last_raise_ts",
