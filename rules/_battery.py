@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules._family import Batch, Cols, Column, Family, machine_columns, positions, step
+from rules._family import Batch, Cols, Column, Family, machine_columns
 from rules._hit import Hit, num
 
 TYPE = "LOW_BATTERY"
@@ -20,38 +20,17 @@ class BatteryRules(Family):
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         rule = self.ctx.config.low_battery
         battery = batch.fields["battery_pct"]
-        valid = ~np.isnan(battery)
-        up, down = step(
+        self.condition(
             cols,
+            out,
             TYPE,
-            batch.local,
-            batch.ts,
+            batch,
             up=battery < rule.limit,
             down=battery >= rule.clear,
-            valid=valid,
-            for_ms=rule.for_s * 1000,
+            valid=~np.isnan(battery),
+            for_s=rule.for_s,
+            value=battery,
+            threshold=rule.limit,
+            raised=lambda i: f"Battery {num(float(battery[i]))} % < {num(rule.limit)} %",
+            cleared=lambda i: f"Battery {num(float(battery[i]))} % ≥ {num(rule.clear)} %: cleared",
         )
-        for i in positions(up):
-            v = float(battery[i])
-            self.ctx.hit(
-                out,
-                TYPE,
-                int(batch.slots[i]),
-                "raise",
-                value=v,
-                threshold=rule.limit,
-                ts=int(batch.ts[i]),
-                message=f"Battery {num(v)} % < {num(rule.limit)} %",
-            )
-        for i in positions(down):
-            v = float(battery[i])
-            self.ctx.hit(
-                out,
-                TYPE,
-                int(batch.slots[i]),
-                "clear",
-                value=v,
-                threshold=rule.limit,
-                ts=int(batch.ts[i]),
-                message=f"Battery {num(v)} % ≥ {num(rule.clear)} %: cleared",
-            )

@@ -31,9 +31,8 @@ from rules._family import (
     machine_columns,
     per_device,
     positions,
-    step,
 )
-from rules._hit import Hit, duration, num
+from rules._hit import Hit, duration, held_for, num
 
 KIND = "electrical"
 RING = 16
@@ -91,75 +90,58 @@ class ElectricalRules(Family):
         rule = self.ctx.config.residual_current_high
         value = batch.fields["residual_ma"]
         limit = self.residual_limit[batch.local]
-        valid = ~np.isnan(value)
-        up, down = step(
+        below = self.residual_clear[batch.local]
+        self.condition(
             cols,
+            out,
             "RESIDUAL_CURRENT_HIGH",
-            batch.local,
-            batch.ts,
+            batch,
             up=value >= limit,
-            down=value < self.residual_clear[batch.local],
-            valid=valid,
-            for_ms=rule.for_s * 1000,
+            down=value < below,
+            valid=~np.isnan(value),
+            for_s=rule.for_s,
+            value=value,
+            threshold=limit,
+            raised=lambda i: (
+                f"Residual current {num(float(value[i]))} mA ≥ {num(float(limit[i]))} mA"
+                f"{held_for(rule.for_s)}"
+            ),
+            cleared=lambda i: (
+                f"Residual current {num(float(value[i]))} mA < {num(float(below[i]))} mA: cleared"
+            ),
         )
-        for i in positions(up):
-            v, lim = float(value[i]), float(limit[i])
-            self.ctx.hit(
-                out,
-                "RESIDUAL_CURRENT_HIGH",
-                int(batch.slots[i]),
-                "raise",
-                value=v,
-                threshold=lim,
-                ts=int(batch.ts[i]),
-                message=f"Residual current {num(v)} mA ≥ {num(lim)} mA{_for(rule.for_s)}",
-            )
-        for i in positions(down):
-            v, lim, below = float(value[i]), float(limit[i]), float(self.residual_clear[batch.local[i]])
-            self.ctx.hit(
-                out,
-                "RESIDUAL_CURRENT_HIGH",
-                int(batch.slots[i]),
-                "clear",
-                value=v,
-                threshold=lim,
-                ts=int(batch.ts[i]),
-                message=f"Residual current {num(v)} mA < {num(below)} mA: cleared",
-            )
 
     def _overheat(self, batch: Batch, cols: Cols, temp: Floats, valid: Array, out: list[Hit]) -> None:
         rule = self.ctx.config.cable_overheat
         limit = self.temp_limit[batch.local]
+        critical_at = self.temp_critical[batch.local]
+        critical = (temp >= critical_at) | (rule.severity == "critical")
         # NaN (a reading without temp_c) compares false
-        up, down = step(
+        up, down = self.condition(
             cols,
+            out,
             "CABLE_OVERHEAT",
-            batch.local,
-            batch.ts,
+            batch,
             up=temp >= limit,
             down=temp < self.temp_clear[batch.local],
             valid=valid,
-            for_ms=rule.for_s * 1000,
+            for_s=rule.for_s,
+            value=temp,
+            threshold=limit,
+            raised=lambda i: (
+                f"Cable temperature {num(float(temp[i]))} °C ≥ {num(float(limit[i]))} °C"
+                f"{held_for(rule.for_s)}"
+            ),
+            cleared=lambda i: (
+                f"Cable temperature {num(float(temp[i]))} °C "
+                f"< {num(float(limit[i]) - rule.clear_delta)} °C: cleared"
+            ),
+            severity=lambda i: "critical" if critical[i] else None,
         )
         level = cols["CABLE_OVERHEAT.level"]
-        critical_at = self.temp_critical[batch.local]
-        base_critical = rule.severity == "critical"
-        for i in positions(up):
-            v, lim = float(temp[i]), float(limit[i])
-            critical = base_critical or v >= critical_at[i]
-            level[batch.local[i]] = 2 if critical else 1
-            self.ctx.hit(
-                out,
-                "CABLE_OVERHEAT",
-                int(batch.slots[i]),
-                "raise",
-                value=v,
-                threshold=lim,
-                ts=int(batch.ts[i]),
-                message=f"Cable temperature {num(v)} °C ≥ {num(lim)} °C{_for(rule.for_s)}",
-                severity="critical" if critical else None,
-            )
         escalate = (level[batch.local] == 1) & (temp >= critical_at) & ~up & ~down
+        level[batch.local[up]] = np.where(critical[up], 2, 1)
+        level[batch.local[down]] = 0
         for i in positions(escalate):
             v, lim = float(temp[i]), float(limit[i])
             level[batch.local[i]] = 2
@@ -174,19 +156,6 @@ class ElectricalRules(Family):
                 message=f"Cable temperature {num(v)} °C ≥ {num(float(critical_at[i]))} °C "
                 f"(limit {num(lim)} °C + {num(rule.critical_delta or 0)}): critical",
                 severity="critical",
-            )
-        for i in positions(down):
-            v, lim = float(temp[i]), float(limit[i])
-            level[batch.local[i]] = 0
-            self.ctx.hit(
-                out,
-                "CABLE_OVERHEAT",
-                int(batch.slots[i]),
-                "clear",
-                value=v,
-                threshold=lim,
-                ts=int(batch.ts[i]),
-                message=f"Cable temperature {num(v)} °C < {num(lim - rule.clear_delta)} °C: cleared",
             )
 
     def _rise(self, batch: Batch, cols: Cols, temp: Floats, has_temp: Array, out: list[Hit]) -> None:
@@ -222,35 +191,23 @@ class ElectricalRules(Family):
         span_s = x.min(axis=1) * -60.0
         up = fit & (n >= rule.min_readings) & (span_s >= rule.min_span_s) & (slope >= rule.rate_c_per_min)
         down = fit & (slope < rule.clear_rate_c_per_min)
-        valid = np.ones(sel.size, dtype=np.bool_)
-        fire, clear = step(cols, "TEMP_RISE_FAST", local, ts, up=up, down=down, valid=valid, for_ms=0)
-        for j in positions(fire):
-            i, s = int(sel[j]), float(slope[j])
-            self.ctx.hit(
-                out,
-                "TEMP_RISE_FAST",
-                int(batch.slots[i]),
-                "raise",
-                value=s,
-                threshold=rule.rate_c_per_min,
-                ts=int(batch.ts[i]),
-                message=f"Cable temperature rising {num(s)} °C/min over {duration(float(span_s[j]))} "
-                f"(≥ {num(rule.rate_c_per_min)} °C/min), now {num(float(temp[i]))} °C",
-            )
-        for j in positions(clear):
-            i, s = int(sel[j]), float(slope[j])
-            self.ctx.hit(
-                out,
-                "TEMP_RISE_FAST",
-                int(batch.slots[i]),
-                "clear",
-                value=s,
-                threshold=rule.rate_c_per_min,
-                ts=int(batch.ts[i]),
-                message=f"Cable temperature rise {num(s)} °C/min "
-                f"< {num(rule.clear_rate_c_per_min)} °C/min: cleared",
-            )
-
-
-def _for(seconds: float) -> str:
-    return f" for {duration(seconds)}" if seconds > 0 else ""
+        self.condition(
+            cols,
+            out,
+            "TEMP_RISE_FAST",
+            batch,
+            rows=sel,
+            up=up,
+            down=down,
+            value=slope,
+            threshold=rule.rate_c_per_min,
+            raised=lambda j: (
+                f"Cable temperature rising {num(float(slope[j]))} °C/min over "
+                f"{duration(float(span_s[j]))} (≥ {num(rule.rate_c_per_min)} °C/min), "
+                f"now {num(float(value[j]))} °C"
+            ),
+            cleared=lambda j: (
+                f"Cable temperature rise {num(float(slope[j]))} °C/min "
+                f"< {num(rule.clear_rate_c_per_min)} °C/min: cleared"
+            ),
+        )

@@ -12,7 +12,7 @@ Families are pure: :meth:`Family.process` gets a batch of readings (with the ser
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -166,6 +166,61 @@ class Family:
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         raise NotImplementedError
 
+    def condition(
+        self,
+        cols: Cols,
+        out: list[Hit],
+        rule_type: str,
+        batch: Batch,
+        *,
+        up: Bools,
+        down: Bools,
+        valid: Bools | None = None,
+        for_s: float = 0.0,
+        value: Floats | float | None,
+        threshold: Floats | float | None,
+        raised: Callable[[int], str],
+        cleared: Callable[[int], str],
+        severity: Callable[[int], Severity | None] | None = None,
+        rows: Int64s | None = None,
+    ) -> tuple[Bools, Bools]:
+        """Advance one `for` + hysteresis condition (:func:`step`) and append its hits.
+
+        Arrays are per reading of ``batch`` or, with ``rows``, of those positions of it; the
+        callbacks get such an index and say the hit's message (and severity, None: the rule's).
+        """
+        local, ts, slots = batch.local, batch.ts, batch.slots
+        if rows is not None:
+            local, ts, slots = local[rows], ts[rows], slots[rows]
+        fire, clear = step(
+            cols,
+            rule_type,
+            local,
+            ts,
+            up=up,
+            down=down,
+            valid=np.ones(up.size, dtype=np.bool_) if valid is None else valid,
+            for_ms=for_s * 1000,
+        )
+        outcomes: tuple[tuple[HitState, Bools, Callable[[int], str]], ...] = (
+            ("raise", fire, raised),
+            ("clear", clear, cleared),
+        )
+        for state, mask, text in outcomes:
+            for i in positions(mask):
+                self.ctx.hit(
+                    out,
+                    rule_type,
+                    int(slots[i]),
+                    state,
+                    value=_at(value, i),
+                    threshold=_at(threshold, i),
+                    ts=int(ts[i]),
+                    message=text(i),
+                    severity=severity(i) if severity is not None and state == "raise" else None,
+                )
+        return fire, clear
+
     def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """After every round of ``batch`` (the kind's whole batch, in batch order)."""
 
@@ -232,6 +287,12 @@ def step(
     if any_up or clear.any():
         active[local] = (a | fire) & ~clear
     return fire, clear
+
+
+def _at(values: Floats | float | None, i: int) -> float | None:
+    if values is None or isinstance(values, float):
+        return values
+    return float(values[i])
 
 
 def positions(mask: Bools) -> list[int]:

@@ -6,9 +6,7 @@ null (CONTRACT §4), which clears.
 
 from __future__ import annotations
 
-import numpy as np
-
-from rules._family import Batch, Cols, Column, Family, machine_columns, positions, step
+from rules._family import Batch, Cols, Column, Family, machine_columns
 from rules._hit import Hit
 
 TYPE = "DEVICE_FAULT"
@@ -23,37 +21,16 @@ class FaultRules(Family):
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         fault = batch.fields["fault"]
-        valid = np.ones(fault.size, dtype=np.bool_)
-        up, down = step(
+        self.condition(
             cols,
+            out,
             TYPE,
-            batch.local,
-            batch.ts,
+            batch,
             up=fault,
             down=~fault,
-            valid=valid,
-            for_ms=self.ctx.config.device_fault.for_s * 1000,
+            for_s=self.ctx.config.device_fault.for_s,
+            value=None,
+            threshold=None,
+            raised=lambda i: f"Device fault: {getattr(batch.readings[i].payload, 'fault', None) or ''}",
+            cleared=lambda i: "Device fault cleared",
         )
-        for i in positions(up):
-            text = getattr(batch.readings[i].payload, "fault", None) or ""
-            self.ctx.hit(
-                out,
-                TYPE,
-                int(batch.slots[i]),
-                "raise",
-                value=None,
-                threshold=None,
-                ts=int(batch.ts[i]),
-                message=f"Device fault: {text}",
-            )
-        for i in positions(down):
-            self.ctx.hit(
-                out,
-                TYPE,
-                int(batch.slots[i]),
-                "clear",
-                value=None,
-                threshold=None,
-                ts=int(batch.ts[i]),
-                message="Device fault cleared",
-            )

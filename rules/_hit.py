@@ -82,3 +82,8 @@ def duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{num(seconds / 60)} min"
     return f"{num(seconds / 3600)} h"
+
+
+def held_for(seconds: float) -> str:
+    """`` for 10 s`` after a condition with a ``for`` duration, nothing without one."""
+    return f" for {duration(seconds)}" if seconds > 0 else ""

@@ -26,7 +26,6 @@ from rules._family import (
     floats,
     machine_columns,
     positions,
-    step,
 )
 from rules._hit import Hit, duration
 
@@ -62,76 +61,37 @@ class SmokeRules(Family):
         cfg = self.ctx.config
         f = batch.fields
         alarm = f["alarm"]
-        all_valid = np.ones(alarm.size, dtype=np.bool_)
-        up, down = step(
+        up, _ = self.condition(
             cols,
+            out,
             "FIRE_ALARM",
-            batch.local,
-            batch.ts,
+            batch,
             up=alarm,
             down=~alarm,
-            valid=all_valid,
-            for_ms=cfg.fire_alarm.for_s * 1000,
+            for_s=cfg.fire_alarm.for_s,
+            value=alarm.astype(np.float64),
+            threshold=1.0,
+            raised=lambda i: "Smoke alarm",
+            cleared=lambda i: "Smoke alarm cleared",
         )
-        for i in positions(up):
-            self.ctx.hit(
-                out,
-                "FIRE_ALARM",
-                int(batch.slots[i]),
-                "raise",
-                value=1.0,
-                threshold=1.0,
-                ts=int(batch.ts[i]),
-                message="Smoke alarm",
-            )
-        for i in positions(down):
-            self.ctx.hit(
-                out,
-                "FIRE_ALARM",
-                int(batch.slots[i]),
-                "clear",
-                value=0.0,
-                threshold=1.0,
-                ts=int(batch.ts[i]),
-                message="Smoke alarm cleared",
-            )
         if alarm.any():
             for i in positions(alarm):
                 self._alarms.append((int(batch.pos[i]), bool(up[i])))
-
         tamper = f["tamper"]
-        up, down = step(
+        self.condition(
             cols,
+            out,
             "TAMPER",
-            batch.local,
-            batch.ts,
+            batch,
             up=tamper == 1.0,
             down=tamper == 0.0,
             valid=~np.isnan(tamper),
-            for_ms=cfg.tamper.for_s * 1000,
+            for_s=cfg.tamper.for_s,
+            value=tamper,
+            threshold=1.0,
+            raised=lambda i: "Detector tampered with (opened or removed)",
+            cleared=lambda i: "Tamper cleared",
         )
-        for i in positions(up):
-            self.ctx.hit(
-                out,
-                "TAMPER",
-                int(batch.slots[i]),
-                "raise",
-                value=1.0,
-                threshold=1.0,
-                ts=int(batch.ts[i]),
-                message="Detector tampered with (opened or removed)",
-            )
-        for i in positions(down):
-            self.ctx.hit(
-                out,
-                "TAMPER",
-                int(batch.slots[i]),
-                "clear",
-                value=0.0,
-                threshold=1.0,
-                ts=int(batch.ts[i]),
-                message="Tamper cleared",
-            )
 
     def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """FIRE_CONFIRMED over the alarms of every round, in batch order."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -20,10 +20,8 @@ from rules._family import (
     floats,
     machine_columns,
     per_device,
-    positions,
-    step,
 )
-from rules._hit import Hit, duration, num
+from rules._hit import Hit, held_for, num
 
 KIND = "water"
 
@@ -63,129 +61,40 @@ class WaterRules(Family):
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         cfg = self.ctx.config
         p = batch.fields["pressure_mpa"]
-        valid = ~np.isnan(p)
-        local, ts, slots = batch.local, batch.ts, batch.slots
-
-        low, lp, low_clear = self.min_pressure[local], cfg.low_pressure, self.low_clear[local]
-        up, down = step(
-            cols,
-            "LOW_PRESSURE",
-            local,
-            ts,
-            up=p < low,
-            down=p >= low_clear,
-            valid=valid,
-            for_ms=lp.for_s * 1000,
+        valid = ~np.isnan(p)  # NaN compares false both ways: a reading without pressure holds
+        local = batch.local
+        low, loss, high = cfg.low_pressure, cfg.pressure_loss, cfg.high_pressure
+        below, above = (np.less, "<", np.greater_equal, "≥"), (np.greater, ">", np.less_equal, "≤")
+        conditions = (  # rule, its settings, limit, clear level, raise and clear tests with their signs
+            ("LOW_PRESSURE", low.for_s, self.min_pressure[local], self.low_clear[local], below),
+            ("PRESSURE_LOSS", loss.for_s, np.full(p.size, loss.limit), np.full(p.size, loss.clear), below),
+            ("HIGH_PRESSURE", high.for_s, self.max_pressure[local], self.high_clear[local], above),
         )
-        self._emit(
-            out,
-            "LOW_PRESSURE",
-            slots,
-            ts,
-            p=p,
-            limit=low,
-            up=up,
-            down=down,
-            op="<",
-            suffix=f"{_for(lp.for_s)}",
-            clear_op="≥",
-            clear_at=low_clear,
-        )
-
-        loss = cfg.pressure_loss
-        limit = np.full(p.size, loss.limit)
-        up, down = step(
-            cols,
-            "PRESSURE_LOSS",
-            local,
-            ts,
-            up=p < loss.limit,
-            down=p >= loss.clear,
-            valid=valid,
-            for_ms=loss.for_s * 1000,
-        )
-        self._emit(
-            out,
-            "PRESSURE_LOSS",
-            slots,
-            ts,
-            p=p,
-            limit=limit,
-            up=up,
-            down=down,
-            op="<",
-            suffix=f"{_for(loss.for_s)}",
-            clear_op="≥",
-            clear_at=np.full(p.size, loss.clear),
-        )
-
-        high, hp, high_clear = self.max_pressure[local], cfg.high_pressure, self.high_clear[local]
-        up, down = step(
-            cols,
-            "HIGH_PRESSURE",
-            local,
-            ts,
-            up=p > high,
-            down=p <= high_clear,
-            valid=valid,
-            for_ms=hp.for_s * 1000,
-        )
-        self._emit(
-            out,
-            "HIGH_PRESSURE",
-            slots,
-            ts,
-            p=p,
-            limit=high,
-            up=up,
-            down=down,
-            op=">",
-            suffix=f"{_for(hp.for_s)}",
-            clear_op="≤",
-            clear_at=high_clear,
-        )
-
-    def _emit(
-        self,
-        out: list[Hit],
-        rule_type: str,
-        slots: Array,
-        ts: Array,
-        *,
-        p: Floats,
-        limit: Floats,
-        up: Array,
-        down: Array,
-        op: str,
-        suffix: str,
-        clear_op: str,
-        clear_at: Floats,
-    ) -> None:
-        for i in positions(up):
-            v, lim = float(p[i]), float(limit[i])
-            self.ctx.hit(
+        for rule_type, for_s, limit, clear_at, (violates, op, clears, clear_op) in conditions:
+            raised, cleared = _messages(p, limit, clear_at, op, clear_op, for_s)
+            self.condition(
+                cols,
                 out,
                 rule_type,
-                int(slots[i]),
-                "raise",
-                value=v,
-                threshold=lim,
-                ts=int(ts[i]),
-                message=f"Water pressure {num(v)} MPa {op} {num(lim)} MPa{suffix}",
-            )
-        for i in positions(down):
-            v, lim = float(p[i]), float(limit[i])
-            self.ctx.hit(
-                out,
-                rule_type,
-                int(slots[i]),
-                "clear",
-                value=v,
-                threshold=lim,
-                ts=int(ts[i]),
-                message=f"Water pressure {num(v)} MPa {clear_op} {num(float(clear_at[i]))} MPa: cleared",
+                batch,
+                up=violates(p, limit),
+                down=clears(p, clear_at),
+                valid=valid,
+                for_s=for_s,
+                value=p,
+                threshold=limit,
+                raised=raised,
+                cleared=cleared,
             )
 
 
-def _for(seconds: float) -> str:
-    return f" for {duration(seconds)}" if seconds > 0 else ""
+def _messages(
+    p: Floats, limit: Floats, clear_at: Floats, op: str, clear_op: str, for_s: float
+) -> tuple[Callable[[int], str], Callable[[int], str]]:
+    def raised(i: int) -> str:
+        return f"Water pressure {num(float(p[i]))} MPa {op} {num(float(limit[i]))} MPa{held_for(for_s)}"
+
+    def cleared(i: int) -> str:
+        return f"Water pressure {num(float(p[i]))} MPa {clear_op} {num(float(clear_at[i]))} MPa: cleared"
+
+    return raised, cleared

@@ -22,8 +22,10 @@ class TestClient:
         )
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
+        self._subacked: set[int] = set()
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         eventually(self.client.is_connected, timeout=10, what="test MQTT client connected")
@@ -32,9 +34,17 @@ class TestClient:
         with self._lock:
             self.messages.append((message.topic, message.payload))
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *args: Any) -> None:
+        with self._lock:
+            self._subacked.add(mid)
+
     def subscribe(self, topic: str, qos: int = 1) -> None:
-        result, _ = self.client.subscribe(topic, qos)
+        """Subscribe and wait for the SUBACK: only then does the broker route to us (a publish
+        on another connection may otherwise overtake the subscription)."""
+        result, mid = self.client.subscribe(topic, qos)
         assert result == mqtt.MQTT_ERR_SUCCESS
+        assert mid is not None
+        eventually(lambda: mid in self._subacked, timeout=10, what=f"SUBACK for {topic}")
 
     def publish(self, topic: str, payload: bytes | str | dict[str, Any] | list[Any], qos: int = 1) -> None:
         if isinstance(payload, dict | list):

@@ -35,3 +35,26 @@ def test_a_late_old_scan_does_not_clear(tmp_path: Path) -> None:
     engine.process([_scan(registry, "P0000", now - 48 * H)], now)
     engine.process([_scan(registry, "P0001", now - 20 * H)], now)  # P0000 missed on data time
     assert engine.process([_scan(registry, "P0000", now - 47 * H)], now) == []
+
+
+def test_missed_again_after_a_clear_and_after_a_restore(tmp_path: Path) -> None:
+    """The engine keeps a lower bound of the next data-time deadline instead of scanning every
+    checkpoint per batch; a clear and a snapshot restore must both keep it right."""
+    registry = Registry.load(write_registry(tmp_path / "r"))
+    now = 200 * H
+    t0 = now - 150 * H
+    engine = RuleEngine(registry, None, now)
+    engine.process([_scan(registry, "P0000", t0), _scan(registry, "P0001", t0)], now)
+    hits = engine.process([_scan(registry, "P0001", t0 + 27 * H)], now)
+    assert [(h.device_id, h.state) for h in hits] == [("P0000", "raise")]
+    hits = engine.process([_scan(registry, "P0000", t0 + 28 * H)], now)
+    assert [(h.device_id, h.state) for h in hits] == [("P0000", "clear")]
+    assert engine.process([_scan(registry, "P0001", t0 + 54 * H)], now) == []  # 26 h after the clear
+    hits = engine.process([_scan(registry, "P0001", t0 + 55 * H)], now)
+    assert [(h.device_id, h.state) for h in hits] == [("P0000", "raise")]
+    hits = engine.process([_scan(registry, "P0000", t0 + 56 * H)], now)
+    assert [(h.device_id, h.state) for h in hits] == [("P0000", "clear")]
+    restored = RuleEngine.restore(registry, None, engine.snapshot(now), now)
+    assert restored.process([_scan(registry, "P0001", t0 + 82 * H)], now) == []
+    hits = restored.process([_scan(registry, "P0001", t0 + 83 * H)], now)
+    assert [(h.device_id, h.state) for h in hits] == [("P0000", "raise")]
