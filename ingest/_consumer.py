@@ -91,6 +91,12 @@ class _BurstClient(mqtt.Client):
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             packets += 1
+            if self._out_packet:
+                # an alert (or PUBACKs) queued by another thread: send it now, not after the
+                # burst (under a flood of readings a burst took up to 150 ms; measured)
+                rc = self.loop_write()
+                if rc > 0:
+                    return rc
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
