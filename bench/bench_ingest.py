@@ -99,7 +99,7 @@ def bare_ceiling(broker: Mosquitto, total: int, queued: bool) -> float:
 
     prefix = f"bare{int(queued)}/"
     client_id = f"bench-bare-{int(queued)}"
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5

@@ -7,25 +7,33 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
-    """Call ``probe`` until it returns a truthy value (returned) or raise after ``timeout``."""
+def eventually(
+    probe: Callable[[], T | Literal[False] | None],
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    what: str = "",
+) -> T:
+    """Call ``probe`` until it returns a truthy value (returned) or raise after ``timeout``.
+
+    ``probe`` may answer ``None`` or ``False`` for "not yet" (``lambda: ready() and value``)."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            value = probe()
         except AssertionError as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         time.sleep(interval)
     raise AssertionError(f"not true within {timeout} s: {what or probe}; last value: {last!r}")
 

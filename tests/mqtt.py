@@ -32,7 +32,7 @@ class TestClient:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append((message.topic, message.payload))
+            self.messages.append((message.topic, bytes(message.payload)))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *args: Any) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,7 +37,7 @@ class IngestProcess:
         if wait:
             eventually(self.healthy, timeout=30, what=f"firegrid ingest healthy (log {self.log_path})")
 
-    def health(self) -> dict[str, object] | None:
+    def health(self) -> dict[str, Any] | None:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"firegrid ingest exited with {self.proc.returncode}: {self.log()[-2000:]}")
@@ -44,7 +45,7 @@ class IngestProcess:
             response = httpx.get(f"{self.http}/healthz", timeout=2)
         except httpx.HTTPError:
             return None
-        return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+        return response.json() if response.status_code == 200 else None
 
     def healthy(self) -> bool:
         health = self.health()

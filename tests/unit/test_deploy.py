@@ -227,9 +227,8 @@ def test_dockerfile_installs_the_package_make_setup_installs() -> None:
     assert keywords[0] == "FROM"
     base = instructions[0][1]
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
-    assert re.match(r"python:3\.(\d+)", base) and int(re.match(r"python:3\.(\d+)", base)[1]) >= int(
-        requires.split(".")[-1]
-    )
+    version = re.match(r"python:3\.(\d+)", base)
+    assert version is not None and int(version[1]) >= int(requires.split(".")[-1])
 
     make_targets = {_targets(args)[0].split("[")[0] for args in _make_setup_installs() if _targets(args)}
     assert make_targets == {"."}, "make setup installs the project of this pyproject"
