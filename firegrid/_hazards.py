@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from alerts import EventStore, Outcome, Publisher
 from devices import Reading, Registry, RulesError, encode_line, series_key
 from firegrid._http import json_response
-from rules import RuleEngine, RulesConfig, load_snapshot, save_snapshot
+from rules import RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Hazards:
         durable_fsync: bool = False,
     ) -> None:
         self._snapshot_path = data_dir / "rules.snapshot"
+        self._snapshots = SnapshotWriter(self._snapshot_path)
         now = now_ms()
         data = load_snapshot(self._snapshot_path)
         engine: RuleEngine | None = None
@@ -108,8 +109,9 @@ class Hazards:
         ]
 
     def save(self, now: int) -> None:
+        """Snapshot the rule state; written in the background (skipped while one is writing)."""
         self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
-        save_snapshot(self._snapshot_path, self.engine.snapshot(now))
+        self._snapshots.save(self.engine.snapshot_arrays(now))
 
     def reload(self, registry: Registry) -> None:
         now = now_ms()
@@ -123,7 +125,7 @@ class Hazards:
         return lines
 
     def close(self) -> None:
-        self.save(now_ms())
+        self._snapshots.save_now(self.engine.snapshot_arrays(now_ms()))
         self.events.close()
 
     def _take(self, outcome: Outcome) -> None:

@@ -8,8 +8,9 @@ Typical use by the ingest/alerts layer::
 """
 
 from rules._config import RulesConfig, load_rules
-from rules._engine import RuleEngine, load_snapshot, save_snapshot
+from rules._engine import RuleEngine
 from rules._hit import RULE_TYPES, SEVERITIES, SITE_TYPES, Hit, HitState, Key, Severity
+from rules._snapshot import SnapshotWriter, load_snapshot, save_snapshot
 
 __all__ = [
     "RULE_TYPES",
@@ -21,6 +22,7 @@ __all__ = [
     "RuleEngine",
     "RulesConfig",
     "Severity",
+    "SnapshotWriter",
     "load_rules",
     "load_snapshot",
     "save_snapshot",

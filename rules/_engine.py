@@ -2,7 +2,7 @@
 
 Time is always passed in: ``now_ms`` is the service clock (epoch ms) of the caller; durations of
 ``for`` conditions are measured on the readings' own ``ts``. The engine never reads a clock,
-sleeps or does I/O, except :func:`save_snapshot` / :func:`load_snapshot`, which take a path.
+sleeps or does I/O, except through :mod:`rules._snapshot`, which saves and loads snapshots at a path.
 
 Slots and local indices: every registry slot of kind *k* gets a local index into *k*'s state
 arrays, stable across reloads (a reload only appends). A retired slot keeps its entry but stops
@@ -18,9 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +60,7 @@ class RuleEngine:
         self._cols: dict[str, dict[str, Cols]] = {
             spec.name: {f.name: _empty(f, spec.name) for f in self._by_kind[spec.name]} for spec in KINDS
         }
+        self._id_texts: dict[str, Array] = {}
         self.started_ms = now_ms
         self._clock = now_ms
         self._suspended_at: int | None = None
@@ -181,14 +180,19 @@ class RuleEngine:
 
     def snapshot(self, now_ms: int | None = None) -> bytes:
         """The whole rule state as bytes (numpy ``.npz``, no pickle), saved at service time ``now_ms``."""
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **self.snapshot_arrays(now_ms))
+        return buffer.getvalue()
+
+    def snapshot_arrays(self, now_ms: int | None = None) -> dict[str, Array]:
+        """What :meth:`snapshot` stores, as named arrays. The state columns are the live arrays,
+        not copies: copy them before the engine runs on (see :class:`rules.SnapshotWriter`)."""
         saved_at = self._clock if now_ms is None else now_ms
         arrays: dict[str, Array] = {}
-        ids = self.registry.device_ids
         kinds: dict[str, int] = {}
         for kind, view in self._views.items():
             kinds[kind] = view.n
-            text = "\n".join(ids[s] if s >= 0 else "" for s in view.slots.tolist())
-            arrays[f"ids/{kind}"] = np.frombuffer(text.encode(), dtype=np.uint8)
+            arrays[f"ids/{kind}"] = self._id_text(kind)
             for family_name, cols in self._cols[kind].items():
                 for column, values in cols.items():
                     arrays[f"col/{kind}/{family_name}/{column}"] = values
@@ -201,9 +205,16 @@ class RuleEngine:
             "extra": {f.name: f.extra_state() for f in self._families},
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        buffer = io.BytesIO()
-        np.savez(buffer, allow_pickle=False, **arrays)
-        return buffer.getvalue()
+        return arrays
+
+    def _id_text(self, kind: str) -> Array:
+        """The device_id of each local entry of ``kind``, newline-separated (changes only on reload)."""
+        cached = self._id_texts.get(kind)
+        if cached is None:
+            ids = self.registry.device_ids
+            text = "\n".join(ids[s] if s >= 0 else "" for s in self._views[kind].slots.tolist())
+            cached = self._id_texts[kind] = np.frombuffer(text.encode(), dtype=np.uint8)
+        return cached
 
     @classmethod
     def restore(
@@ -327,6 +338,7 @@ class RuleEngine:
 
     def _sync(self, registry: Registry, now_ms: int) -> None:
         """Map slots to local entries, grow state arrays, (re)configure, start and stop timers."""
+        self._id_texts.clear()
         n = registry.slots
         codes = registry.kind_code
         old_n = self._local.size
@@ -401,22 +413,3 @@ def _rounds(local: Int64s) -> list[Int64s]:
     rank = np.empty(local.size, dtype=np.int64)
     rank[order] = np.arange(local.size) - run
     return [np.flatnonzero(rank == r) for r in range(int(rank.max()) + 1)]
-
-
-def save_snapshot(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-def load_snapshot(path: Path) -> bytes | None:
-    """The bytes saved at ``path``, or None when there is no snapshot yet."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None

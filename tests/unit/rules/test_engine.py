@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devices import KINDS, Reading, Registry, RulesError
-from rules import RULE_TYPES, Hit, RuleEngine, load_snapshot, save_snapshot
+from rules import RULE_TYPES, Hit, RuleEngine, SnapshotWriter, load_snapshot, save_snapshot
 from rules._all import EXTRACTORS, FAMILIES
 from tests.unit.rules.conftest import T0, World, kinds_of, registry_dir
 
@@ -210,6 +210,40 @@ def test_save_and_load_snapshot(tmp_path: Path, world: World) -> None:
     assert data is not None
     RuleEngine.restore(world.registry, None, data, T0)
     assert [p.name for p in path.parent.iterdir()] == ["rules.npz"]
+
+
+def test_snapshot_writer_saves_a_copy_in_the_background(tmp_path: Path, world: World) -> None:
+    world.one(world.smoke("S0000", T0 + 1000, alarm=True), now=T0 + 1000)
+    writer = SnapshotWriter(tmp_path / "rules.npz")
+    assert writer.save(world.engine.snapshot_arrays(T0 + 1000))
+    expected = world.engine.snapshot(T0 + 1000)
+    world.one(world.smoke("S0000", T0 + 2000, alarm=False), now=T0 + 2000)  # runs on meanwhile
+    writer.flush()
+    data = load_snapshot(writer.path)
+    assert data is not None
+    saved = RuleEngine.restore(world.registry, None, data, T0 + 1000)
+    assert saved.snapshot(T0 + 1000) == expected  # the state at save(), not the later one
+    assert writer.failures == 0
+    # a second save reuses the first one's buffers and still saves the current state
+    assert writer.save(world.engine.snapshot_arrays(T0 + 2000))
+    writer.flush()
+    again = load_snapshot(writer.path)
+    assert again is not None
+    assert RuleEngine.restore(world.registry, None, again, T0 + 2000).snapshot(
+        T0 + 2000
+    ) == world.engine.snapshot(T0 + 2000)
+
+
+def test_snapshot_writer_skips_while_busy_and_reports_failures(tmp_path: Path, world: World) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    writer = SnapshotWriter(blocker / "rules.npz")  # its parent is a file: the write fails
+    writer._idle.clear()  # as if a write were in progress
+    assert not writer.save(world.engine.snapshot_arrays())
+    writer._idle.set()
+    assert writer.save(world.engine.snapshot_arrays())
+    writer.flush()
+    assert writer.failures == 1 and not writer.busy
 
 
 # -- suspend / resume ---------------------------------------------------------------------------------------
