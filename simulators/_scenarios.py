@@ -45,7 +45,15 @@ NORMAL_TEMP_C = (18.0, 50.0)
 NORMAL_PRESSURE = (0.20, 0.70)
 NORMAL_RESIDUAL_MA = (0.0, 60.0)
 IDLE_MARGIN_S = 2 * 3600
-"""An injected patrol scan keeps this far from the worker's normal scans (no accidental speed)."""
+"""A worker with no scan this close to a step's scans is off duty (preferred for the step)."""
+SAFE_SPEED_M_S = TOO_FAST_M_S / 2
+"""A step's patrol scan implies at most this speed to or from any other scan of its worker."""
+MIN_FAST_M = 100.0
+"""The two checkpoints of a too-fast pair lie at least this far apart."""
+CLOCK_MARGIN_MS = 60_000
+"""The scan that moves the patrol clock past a skipped checkpoint's deadline comes this late."""
+SKIP_MARGIN_MS = 2 * 3_600_000
+"""A skipped checkpoint stays silent this long after the patrol clock passes its deadline."""
 INJECTION = 'a,b=c d\n"x'
 MAX_PAYLOAD = 256 * 1024
 
@@ -669,6 +677,20 @@ def _ramp_beyond(
     return hold_s + 2 * ramp_s * (1.0 - share)
 
 
+@dataclass(frozen=True, slots=True)
+class _Skip:
+    """A checkpoint a ``patrol_skip`` step leaves out."""
+
+    step: int
+    tag: int
+    last: int
+    """Its last scan the service sees before the skip (``ts``)."""
+    deadline: int
+    """When PATROL_MISSED is due on the patrol clock."""
+    resume: int | None
+    """Its first scan after the skip."""
+
+
 class _Planner:
     def __init__(self, scenario: Scenario, path: Path | None, fleet: Fleet, run: RunWindow) -> None:
         self.scenario = scenario
@@ -679,6 +701,9 @@ class _Planner:
         self.plan = Plan(scenario, path)
         self.used: set[str] = set()
         self.used_workers: set[int] = set()
+        self.injected: dict[int, list[tuple[int, int]]] = {}
+        """worker → (t_ms, tag) of the scans steps gave them."""
+        self.skips: list[_Skip] = []
         self.used_sites: set[str] = set()
         self.alarms: dict[str, list[tuple[int, int, int, int]]] = {}
         """site → (smoke index, onset_ms, end_ms, step) of every scripted alarm."""
@@ -799,6 +824,7 @@ class _Planner:
                 )
             getattr(self, f"_{step.action}")(step, start)
         self._confirmations()
+        self._patrol_clocks()
         self.plan.timed.sort()
         return self.plan
 
@@ -1043,37 +1069,103 @@ class _Planner:
             self.need(start + 3 * self.cadence_ms)
 
     # patrols ----------------------------------------------------------------------------------
+    #
+    # PATROL_TOO_FAST compares each scan with its worker's latest scan (by ts) of another
+    # checkpoint, and PATROL_MISSED runs on the patrol clock (the latest scan ts of any
+    # checkpoint). A step's own scans are placed so that they imply at most SAFE_SPEED_M_S to and
+    # from every other scan of their worker, and a skip so that the patrol clock passes the
+    # deadline while the checkpoint is still silent: the planner looks for a worker and
+    # checkpoints that allow it, and refuses only when none does.
 
-    def _worker(self, name: str, t0: int, t1: int, min_tags: int, key: str = "worker") -> int:
+    def _round_scans(self, worker: int, t0_ms: int, t1_ms: int) -> list[tuple[int, int]]:
+        """(t_ms, tag) of the worker's normal scans, and of the scans earlier steps gave them,
+        with ``t0_ms <= t < t1_ms``."""
         patrol = self.fleet.patrol
-        busy = {s.worker for s in patrol.scans(t0 - IDLE_MARGIN_S * 1000, t1 + IDLE_MARGIN_S * 1000)}
+        out = [
+            (t, tag) for tag in patrol.routes[worker].tolist() for t in patrol.tag_scans(tag, t0_ms, t1_ms)
+        ]
+        out.extend((t, tag) for t, tag in self.injected.get(worker, []) if t0_ms <= t < t1_ms)
+        return sorted(out)
 
-        def idle(w: int) -> bool:
-            return w not in busy
+    def _fits(self, worker: int, scans: list[tuple[int, int]], *, idle: bool) -> bool:
+        """Can ``worker`` make ``scans`` ((t_ms, tag), the step's own) with none of them implying
+        more than SAFE_SPEED_M_S to or from any other scan of theirs, whatever order the scans
+        arrive in? ``idle``: also no other scan of theirs within IDLE_MARGIN_S (off duty)."""
+        patrol = self.fleet.patrol
+        lat, lon, route = patrol.lat, patrol.lon, patrol.routes[worker]
+        t0, t1 = min(t for t, _ in scans), max(t for t, _ in scans)
+        far = max(float(np.max(haversine_m(lat[tag], lon[tag], lat[route], lon[route]))) for _, tag in scans)
+        reach = math.ceil(far / SAFE_SPEED_M_S * 1000) + 60_000  # any scan further off is slower
+        idle_ms = IDLE_MARGIN_S * 1000 if idle else 0
+        margin = max(reach, idle_ms)
+        for t, tag in self._round_scans(worker, t0 - margin, t1 + margin + 1):
+            if t0 - idle_ms <= t <= t1 + idle_ms:
+                return False  # also: no scan of theirs between the step's own
+            for own_t, own in scans:
+                metres = float(haversine_m(lat[own], lon[own], lat[tag], lon[tag]))
+                if own != tag and metres * 1000 > SAFE_SPEED_M_S * abs(t - own_t):
+                    return False
+        return True
 
-        def tags(w: int) -> int:
-            return int(patrol.routes[w].size)
+    def _patrol_worker(
+        self,
+        name: str,
+        key: str,
+        offers: Callable[[int], list[list[tuple[int, int]]]],
+        needs: str,
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """The worker and the scans ((t_ms, tag), from ``offers(worker)``, best first) of a step.
 
+        ``name`` or, for ``auto``, a worker no other step uses, in the step's random order. An
+        off-duty worker is preferred; else any whose scans fit between their round's (see
+        :meth:`_fits`)."""
+        patrol = self.fleet.patrol
         if name != "auto":
             if name not in patrol.workers:
                 raise self.fail(key, f"worker {name} patrols no checkpoint in the registry")
-            w = patrol.workers.index(name)
-            if tags(w) < min_tags:
-                raise self.fail(key, f"worker {name} patrols fewer than {min_tags} checkpoints")
-            if not idle(w):
-                raise self.fail(key, f"worker {name} is on a round within 2 h of the step: pick another time")
-            self.used_workers.add(w)
-            return w
-        order: list[int] = [int(w) for w in self.rng().permutation(len(patrol.workers))]
-        for w in order:
-            if w in self.used_workers or tags(w) < min_tags:
-                continue
-            if any(patrol.device_ids[t] in self.used for t in patrol.routes[w].tolist()):
-                continue
-            if idle(w):
-                self.used_workers.add(w)
-                return w
-        raise self.fail(key, f"no worker with {min_tags} checkpoints is off duty within 2 h of the step")
+            workers = [patrol.workers.index(name)]
+        else:
+            order = [int(w) for w in self.rng().permutation(len(patrol.workers))]
+            workers = [
+                w
+                for w in order
+                if w not in self.used_workers
+                and not any(patrol.device_ids[t] in self.used for t in patrol.routes[w].tolist())
+            ]
+        offered: dict[int, list[list[tuple[int, int]]]] = {}
+        for idle in (True, False):
+            for w in workers:
+                if w not in offered:
+                    offered[w] = offers(w)
+                for scans in offered[w]:
+                    if self._fits(w, scans, idle=idle):
+                        self.used_workers.add(w)
+                        self.injected.setdefault(w, []).extend(scans)
+                        return w, scans
+        who = f"worker {name}" if name != "auto" else f"every worker with {needs}"
+        if not any(offered.values()):
+            raise self.fail(
+                key,
+                f"worker {name} has no {needs}"
+                if name != "auto"
+                else f"no worker that no other step uses has {needs}",
+            )
+        raise self.fail(
+            key,
+            f"{who} is on a round at that time (a scan then would imply over {SAFE_SPEED_M_S:g} m/s "
+            "to or from one of their own, a PATROL_TOO_FAST not in the ground truth): pick another time",
+        )
+
+    def _single(self, t_ms: int) -> Callable[[int], list[list[tuple[int, int]]]]:
+        """Offers of one scan at ``t_ms``: each unused checkpoint of the worker's round, in order."""
+        patrol = self.fleet.patrol
+
+        def offers(worker: int) -> list[list[tuple[int, int]]]:
+            return [
+                [(t_ms, t)] for t in patrol.routes[worker].tolist() if patrol.device_ids[t] not in self.used
+            ]
+
+        return offers
 
     def _scan(
         self,
@@ -1099,65 +1191,137 @@ class _Planner:
         if record is not None:
             record(topic)
 
+    def _patrol_clock(self, t_ms: int, silent: set[int]) -> int | None:
+        """The first normal scan at or after ``t_ms`` (within two days) that goes out: of a
+        checkpoint not in ``silent`` and not suppressed by a step. It moves the patrol clock."""
+        patrol = self.fleet.patrol
+        for hour in range(48):
+            lo = t_ms + hour * 3_600_000
+            for scan in patrol.scans(lo, lo + 3_600_000):
+                if scan.tag in silent:
+                    continue
+                if all(effect.apply({}, scan.t_ms) for effect in patrol.effects.get(scan.tag, ())):
+                    return scan.t_ms
+        return None
+
+    def _skip(self, tag: int, start: int, end: int, silent: set[int]) -> _Skip | None:
+        """How skipping ``tag`` from ``start`` to ``end`` raises PATROL_MISSED; ``None`` if it
+        cannot: the checkpoint is scanned again before the patrol clock passes its deadline."""
+        patrol = self.fleet.patrol
+        last = patrol.last_scan_before(tag, start + 1)
+        if last is None or last < self.run.start_ms:
+            # not scanned yet in this run: the service has not seen it; its first scan counts
+            following = patrol.tag_scans(tag, start, start + 2 * DAY_S * 1000)
+            if not following:
+                return None
+            last = following[0]
+        interval_h = self.limit("patrol", tag, "patrol_interval_h", PATROL_INTERVAL_H)
+        deadline = last + round(interval_h * PATROL_GRACE * 3_600_000)
+        resumed = patrol.tag_scans(tag, end, end + 2 * DAY_S * 1000)
+        resume = resumed[0] if resumed else None
+        clock = self._patrol_clock(deadline + CLOCK_MARGIN_MS, silent | {tag})
+        if clock is None or (resume is not None and resume < clock + SKIP_MARGIN_MS):
+            return None
+        return _Skip(self.step, tag, last, deadline, resume)
+
     def _patrol_skip(self, step: PatrolSkip, start: int) -> None:
         patrol = self.fleet.patrol
         end = start + round(step.duration * 1000)
+        wanted = step.checkpoints
         if step.worker == "auto":
-            order = self.rng().permutation(len(patrol.workers)).tolist()
-            found = [
-                w for w in order if w not in self.used_workers and patrol.routes[w].size >= step.checkpoints
-            ]
-            if not found:
-                raise self.fail("worker", f"no worker patrols {step.checkpoints} checkpoints")
-            worker = found[0]
+            order = [int(w) for w in self.rng().permutation(len(patrol.workers))]
+            workers = [w for w in order if w not in self.used_workers and patrol.routes[w].size >= wanted]
+            if not workers:
+                raise self.fail("worker", f"no worker patrols {wanted} checkpoints")
         else:
             if step.worker not in patrol.workers:
                 raise self.fail("worker", f"worker {step.worker} patrols no checkpoint in the registry")
-            worker = patrol.workers.index(step.worker)
-        self.used_workers.add(worker)
-        route = patrol.routes[worker].tolist()
-        if len(route) < step.checkpoints:
-            raise self.fail("checkpoints", f"the worker patrols only {len(route)} checkpoints")
-        for tag in route[: step.checkpoints]:
-            self.used.add(patrol.device_ids[tag])
-            last = patrol.last_scan_before(tag, start + 1)
-            if last is None or last < self.run.start_ms:
-                following = patrol.tag_scans(tag, start, start + 2 * DAY_S * 1000)
-                if not following:
-                    raise self.fail("at", "the checkpoint has no scan to start from")
-                last = following[0]
-            interval_h = self.limit("patrol", tag, "patrol_interval_h", PATROL_INTERVAL_H)
-            deadline = last + interval_h * PATROL_GRACE * 3_600_000
-            if end < deadline + 1_800_000:
+            workers = [patrol.workers.index(step.worker)]
+            if patrol.routes[workers[0]].size < wanted:
                 raise self.fail(
-                    "duration",
-                    f"the checkpoint would be scanned again before its deadline "
-                    f"({interval_h * PATROL_GRACE:g} h after its last scan): skip longer",
+                    "checkpoints", f"the worker patrols only {patrol.routes[workers[0]].size} checkpoints"
                 )
-            self.fleet.add_effect("patrol", tag, Suppress(last + 1, end))
-            self.event("PATROL_MISSED", "patrol", tag)
-            self.need(deadline + 1_800_000)
+        taken = {i for i, device in enumerate(patrol.device_ids) if device in self.used}
+        chosen: list[_Skip] = []
+        for worker in workers:
+            chosen = []
+            for tag in patrol.routes[worker].tolist():
+                if tag in taken:
+                    continue
+                skip = self._skip(tag, start, end, taken | {c.tag for c in chosen})
+                if skip is not None:
+                    chosen.append(skip)
+                    if len(chosen) == wanted:
+                        break
+            if len(chosen) == wanted:
+                break
+        else:
+            whose = (
+                f"{wanted} of worker {step.worker}'s checkpoints"
+                if step.worker != "auto"
+                else (f"no worker's {wanted} checkpoints")
+            )
+            raise self.fail(
+                "duration",
+                f"{whose} stay unscanned until the patrol clock passes their deadline "
+                f"({PATROL_INTERVAL_H * PATROL_GRACE:g} h after the last scan, "
+                f"+ {SKIP_MARGIN_MS / 3_600_000:g} h): skip longer",
+            )
+        self.used_workers.add(worker)
+        for skip in chosen:
+            self.used.add(patrol.device_ids[skip.tag])
+            self.fleet.add_effect("patrol", skip.tag, Suppress(skip.last + 1, end))
+            self.event("PATROL_MISSED", "patrol", skip.tag)
+            self.skips.append(skip)
+
+    def _patrol_clocks(self) -> None:
+        """Once every step is planned: the run lasts until the patrol clock passes each skipped
+        checkpoint's deadline, before the checkpoint is scanned again."""
+        for skip in self.skips:
+            self.step = skip.step
+            clock = self._patrol_clock(skip.deadline + CLOCK_MARGIN_MS, {skip.tag})
+            if clock is None or (skip.resume is not None and skip.resume < clock + SKIP_MARGIN_MS):
+                raise self.fail(
+                    "at",
+                    f"later steps silence the checkpoints whose scans would move the patrol clock past "
+                    f"the deadline of {self.fleet.patrol.device_ids[skip.tag]}",
+                )
+            self.need(clock + CLOCK_MARGIN_MS)
 
     def _patrol_fast(self, step: PatrolFast, start: int) -> None:
         patrol = self.fleet.patrol
-        worker = self._worker(step.worker, start, start + 3_600_000, 2)
-        route = patrol.routes[worker]
-        first = int(route[0])
-        distance = haversine_m(patrol.lat[first], patrol.lon[first], patrol.lat[route], patrol.lon[route])
-        second = int(route[int(np.argmax(distance))])
-        metres = float(distance.max())
-        if metres < 100:
-            raise self.fail("worker", "the worker's checkpoints lie within 100 m of each other")
-        gap_ms = max(1, round(metres / step.speed_m_s * 1000))
+
+        def pairs(worker: int) -> list[list[tuple[int, int]]]:
+            """Per unused checkpoint of the round: it, then the one furthest from it."""
+            route = [t for t in patrol.routes[worker].tolist() if patrol.device_ids[t] not in self.used]
+            tags = np.array(route, dtype=np.int64)
+            out = []
+            for first in route:
+                distance = haversine_m(
+                    patrol.lat[first], patrol.lon[first], patrol.lat[tags], patrol.lon[tags]
+                )
+                far = int(np.argmax(distance))
+                metres = float(distance[far])
+                if metres >= MIN_FAST_M:
+                    gap_ms = max(1, round(metres / step.speed_m_s * 1000))
+                    out.append([(start, first), (start + gap_ms, route[far])])
+            return out
+
+        worker, scans = self._patrol_worker(
+            step.worker, "worker", pairs, f"two unused checkpoints at least {MIN_FAST_M:g} m apart"
+        )
+        (_, first), (second_ms, second) = scans
         self.used.update((patrol.device_ids[first], patrol.device_ids[second]))
         self._scan(first, worker, start)
-        self._scan(second, worker, start + gap_ms)
+        self._scan(second, worker, second_ms)
         self.event("PATROL_TOO_FAST", "patrol", second)
-        self.need(start + gap_ms + 1000)
+        self.need(second_ms + 1000)
 
     def _patrol_hazard(self, step: PatrolHazard, start: int) -> None:
-        worker = self._worker(step.worker, start, start, 1)
-        tag = int(self.fleet.patrol.routes[worker][0])
+        worker, scans = self._patrol_worker(
+            step.worker, "worker", self._single(start), "an unused checkpoint"
+        )
+        tag = scans[0][1]
         self.used.add(self.fleet.patrol.device_ids[tag])
         extra: Message = {"result": "hazard", "hazards": list(step.hazards)}
         if step.note is not None:
@@ -1393,8 +1557,8 @@ class _Hostile:
         self._stored("fault_injection", kind, index, "fault", INJECTION)
 
     def _patrol_extra(self, case: str, extra: Message, t: int) -> int:
-        worker = self.p._worker("auto", t, t, 1, key="cases")
-        tag = int(self.fleet.patrol.routes[worker][0])
+        worker, scans = self.p._patrol_worker("auto", "cases", self.p._single(t), "an unused checkpoint")
+        tag = scans[0][1]
         self.p.used.add(self.fleet.patrol.device_ids[tag])
         self.p._scan(tag, worker, t, extra)
         return tag

@@ -151,18 +151,13 @@ LOCAL_OFFSET_MS = 8 * 3_600_000
 """The simulator's daily cycles (patrol rounds, loads) follow China Standard Time."""
 
 
-def night_start_ms(before_ms: int, hour: int = 2) -> int:
-    """The latest instant at or before ``before_ms`` at ``hour``:00 local time.
-
-    Patrol steps and the hostile patrol cases need a worker off duty (no round within 2 h);
-    the planner refuses the scenario at some times of day (``patrol`` at ~20 % of them, with
-    "the checkpoint would be scanned again before its deadline"; ``hostile`` around 10:00-11:00
-    local with "no worker ... is off duty"). Starting those runs at night keeps them independent
-    of the hour the suite runs at.
-    """
+def local_start_ms(before_ms: int, hour: float) -> int:
+    """The latest instant at or before ``before_ms`` at ``hour`` o'clock local time (e.g. 10.5:
+    10:30). Runs of a scenario started there differ from day to day only by the ± 20 min the
+    workers' rounds move by, so what one run picks, the next one picks too (mostly)."""
     day = 86_400_000
     local = before_ms + LOCAL_OFFSET_MS
-    start = local - local % day + hour * 3_600_000
+    start = local - local % day + round(hour * 3_600_000)
     if start > local:
         start -= day
     return start - LOCAL_OFFSET_MS
