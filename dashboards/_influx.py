@@ -3,7 +3,7 @@
 ``grafana-foundation-sdk`` ships no InfluxDB query builder, so :class:`InfluxQuery` is a minimal
 ``Dataquery`` that serialises to the raw-InfluxQL target shape Grafana's InfluxDB datasource
 stores (``rawQuery: true``). Every target points at the one provisioned datasource
-(:data:`DATASOURCE_UID`).
+(:data:`DATASOURCE_UID`). :func:`select` writes the one query shape every panel uses.
 
 :func:`interpolate` substitutes the macros and template variables the dashboards use the way
 Grafana does before it sends a query, so that the queries can be run against a real InfluxDB in
@@ -88,6 +88,46 @@ def scope(*, grid: bool = True) -> str:
     if grid:
         cond += ' AND "grid" =~ /^$grid$/'
     return cond
+
+
+GRID_SCOPE = scope()
+"""The ``district`` and ``grid`` variables: what most queries apply."""
+
+
+# --- query text -------------------------------------------------------------------------------
+
+
+def keys(*names: str) -> str:
+    """Field or tag keys as an InfluxQL list: ``"a", "b"``."""
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def per_interval(*tags: str, fill: str = "null") -> str:
+    """GROUP BY one series per ``tags``, one value per ``$__interval``: ``time(…), "tag" fill(…)``."""
+    return f"time($__interval), {keys(*tags)} fill({fill})"
+
+
+def select(
+    columns: str,
+    measurement: str,
+    *conditions: str,
+    variables: str | None = GRID_SCOPE,
+    group_by: str | None = None,
+    newest: int | None = None,
+) -> str:
+    """``SELECT columns FROM "measurement" WHERE conditions… AND $timeFilter AND variables``.
+
+    ``variables`` is the condition that applies the template variables (by default the
+    ``district`` and ``grid`` ones; None for a measurement without those tags), ``group_by``
+    the text after GROUP BY; ``newest`` keeps the newest points (``ORDER BY time DESC LIMIT``).
+    """
+    where = " AND ".join([*conditions, "$timeFilter", *([variables] if variables else [])])
+    query = f'SELECT {columns} FROM "{measurement}" WHERE {where}'
+    if group_by is not None:
+        query += f" GROUP BY {group_by}"
+    if newest is not None:
+        query += f" ORDER BY time DESC LIMIT {newest}"
+    return query
 
 
 # --- interpolation ----------------------------------------------------------------------------

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.builders import stat, table, timeseries
-from grafana_foundation_sdk.models import common
 
-from dashboards._influx import influx
+from dashboards._influx import keys, per_interval, select
 from dashboards._panels import (
     Layout,
+    count_stat,
     instance_variable,
-    legend_table,
     new_dashboard,
-    reduce,
-    stack_normal,
+    stacked_counts,
+    table_panel,
     thresholds,
+    time_series,
 )
 
 UID = "firegrid-ingest"
@@ -23,108 +23,69 @@ _INSTANCE = '"instance" =~ /^$instance$/'
 _COUNTERS = ("received", "written", "rejected", "duplicates", "spooled")
 
 
+def _stats(columns: str, group_by: str) -> str:
+    """A query on ``ingest_stats`` of the selected instances."""
+    return select(columns, "ingest_stats", variables=_INSTANCE, group_by=group_by)
+
+
 def _rates() -> timeseries.Panel:
     fields = ", ".join(f'non_negative_derivative(max("{c}"), 1s) AS "{c}"' for c in _COUNTERS)
-    query = (
-        f'SELECT {fields} FROM "ingest_stats" WHERE $timeFilter AND {_INSTANCE} '
-        'GROUP BY time($__interval), "instance" fill(null)'
-    )
-    return (
-        timeseries.Panel()
-        .title("Message rates")
-        .description("Per-second rates from the cumulative ingest_stats counters (restarts do not dip).")
-        .with_target(influx(query).alias("$col · $tag_instance"))
-        .interval("30s")
-        .unit("reqps")
-        .min(0)
-        .legend(legend_table("mean", "max", "lastNotNull"))
+    return time_series(
+        "Message rates",
+        _stats(fields, per_interval("instance")),
+        "$col · $tag_instance",
+        interval="30s",
+        unit="reqps",
+        legend=("mean", "max", "lastNotNull"),
+        description="Per-second rates from the cumulative ingest_stats counters (restarts do not dip).",
     )
 
 
 def _counter_stat(title: str, counter: str, color: str) -> stat.Panel:
-    query = (
-        f'SELECT spread("{counter}") AS "{counter}" FROM "ingest_stats" '
-        f'WHERE $timeFilter AND {_INSTANCE} GROUP BY "instance"'
-    )
-    return (
-        stat.Panel()
-        .title(title)
-        .description(f"Increase of the {counter} counter over the range, per instance.")
-        .with_target(influx(query).alias("$tag_instance"))
-        .unit("short")
-        .reduce_options(reduce("lastNotNull"))
-        .color_mode(common.BigValueColorMode.VALUE)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .thresholds(thresholds("green", (1, color)))
-        .no_value("0")
-    )
+    return count_stat(
+        title,
+        _stats(f'spread("{counter}") AS "{counter}"', keys("instance")),
+        color,
+        alias="$tag_instance",
+        description=f"Increase of the {counter} counter over the range, per instance.",
+    ).unit("short")
 
 
 def _rejects_by_reason() -> timeseries.Panel:
-    query = (
-        'SELECT count("error") FROM "rejects" WHERE $timeFilter GROUP BY time($__interval), "reason" fill(0)'
-    )
-    return (
-        timeseries.Panel()
-        .title("Rejects by reason")
-        .with_target(influx(query).alias("$tag_reason"))
-        .interval("1m")
-        .unit("short")
-        .min(0)
-        .draw_style(common.GraphDrawStyle.BARS)
-        .fill_opacity(70)
-        .stacking(stack_normal())
-        .legend(legend_table("sum"))
-    )
+    query = select('count("error")', "rejects", variables=None, group_by=per_interval("reason", fill="0"))
+    return stacked_counts("Rejects by reason", query, "$tag_reason", interval="1m")
 
 
 def _spool() -> timeseries.Panel:
-    query = (
-        f'SELECT max("spool_depth") FROM "ingest_stats" WHERE $timeFilter AND {_INSTANCE} '
-        'GROUP BY time($__interval), "instance" fill(null)'
-    )
-    return (
-        timeseries.Panel()
-        .title("Spool depth")
-        .description("Readings waiting in the local spool; non-zero while InfluxDB is slow or down.")
-        .with_target(influx(query).alias("$tag_instance"))
-        .interval("30s")
-        .unit("short")
-        .min(0)
-        .thresholds(thresholds("green", (1, "orange"), (100_000, "red")))
-        .legend(legend_table("max", "lastNotNull"))
-    )
+    return time_series(
+        "Spool depth",
+        _stats('max("spool_depth")', per_interval("instance")),
+        "$tag_instance",
+        interval="30s",
+        unit="short",
+        legend=("max", "lastNotNull"),
+        description="Readings waiting in the local spool; non-zero while InfluxDB is slow or down.",
+    ).thresholds(thresholds("green", (1, "orange"), (100_000, "red")))
 
 
 def _latency() -> timeseries.Panel:
-    query = (
-        'SELECT mean("write_latency_ms") AS "mean", max("write_latency_ms") AS "max" FROM "ingest_stats" '
-        f'WHERE $timeFilter AND {_INSTANCE} GROUP BY time($__interval), "instance" fill(null)'
-    )
-    return (
-        timeseries.Panel()
-        .title("InfluxDB write latency")
-        .with_target(influx(query).alias("$col · $tag_instance"))
-        .interval("30s")
-        .unit("ms")
-        .min(0)
-        .thresholds(thresholds("green", (250, "orange"), (1000, "red")))
-        .legend(legend_table("mean", "max"))
-    )
+    return time_series(
+        "InfluxDB write latency",
+        _stats(
+            'mean("write_latency_ms") AS "mean", max("write_latency_ms") AS "max"', per_interval("instance")
+        ),
+        "$col · $tag_instance",
+        interval="30s",
+        unit="ms",
+        legend=("mean", "max"),
+    ).thresholds(thresholds("green", (250, "orange"), (1000, "red")))
 
 
 def _recent_rejects() -> table.Panel:
-    query = (
-        'SELECT "reason", "topic", "error", "payload" FROM "rejects" WHERE $timeFilter '
-        "ORDER BY time DESC LIMIT 100"
-    )
-    return (
-        table.Panel()
-        .title("Latest rejects")
-        .description("The last 100 rejected messages (payload cut at 1 KiB).")
-        .with_target(influx(query).table())
-        .cell_height(common.TableCellHeight.SM)
-        .filterable(True)
+    return table_panel(
+        "Latest rejects",
+        select(keys("reason", "topic", "error", "payload"), "rejects", variables=None, newest=100),
+        description="The last 100 rejected messages (payload cut at 1 KiB).",
     )
 
 
@@ -142,7 +103,10 @@ def dashboard() -> dashboard_builder.Dashboard:
         .row(8, (12, _rejects_by_reason()), (12, _spool()))
         .row(8, (12, _latency()), (12, _recent_rejects()))
     )
-    board = new_dashboard(
-        UID, "Ingest health", "The ingest service: rates, rejects, spool, write latency."
-    ).with_variable(instance_variable())
-    return layout.apply(board)
+    return new_dashboard(
+        UID,
+        "Ingest health",
+        "The ingest service: rates, rejects, spool, write latency.",
+        layout,
+        [instance_variable()],
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol, Self, TypeVar
+
 from grafana_foundation_sdk.builders import barchart, bargauge, geomap, stat, statetimeline, table
 from grafana_foundation_sdk.builders import common as common_builder
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
@@ -9,17 +11,25 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
 
-from dashboards._influx import influx, scope
+from dashboards._influx import influx, keys, per_interval, scope, select
 from dashboards._panels import (
+    OPENED,
+    RAISED,
     SEVERITY_COLORS,
     Layout,
+    bar_chart,
+    bar_gauge,
+    color_text,
     count_by,
-    district_variable,
-    grid_variable,
+    count_stat,
+    fixed_color,
+    grid_variables,
     latest_per_event,
     legend_list,
     new_dashboard,
     reduce,
+    table_panel,
+    target,
     text_colors,
     thresholds,
     transformation,
@@ -32,9 +42,23 @@ ACTIVE_WINDOW = "7d"
 STATE_COLORS = {"open": "red", "acknowledged": "orange", "resolved": "green", "closed": "text"}
 
 
-def _events_query(*fields: str) -> str:
-    columns = ", ".join(f'"{f}"' for f in fields)
-    return f'SELECT {columns} FROM "events" WHERE $timeFilter AND {scope()}'
+class _EventsPanel(Protocol):
+    def time_from(self, time_from: str) -> Self: ...
+    def transformations(self, transformations: list[model.DataTransformerConfig]) -> Self: ...
+
+
+_P = TypeVar("_P", bound=_EventsPanel)
+
+
+def _event_points(fields: tuple[str, ...]) -> str:
+    """The ``events`` points of the active-event panels: ``event_id`` and ``fields``."""
+    return select(keys("event_id", *fields), "events")
+
+
+def _active(panel: _P, fields: tuple[str, ...], *steps: model.DataTransformerConfig) -> _P:
+    """``panel`` (on :func:`_event_points`) shows the events active in the last 7 days: the latest
+    ``fields`` of each, then ``steps``."""
+    return panel.time_from(ACTIVE_WINDOW).transformations([*latest_per_event(fields), *steps])
 
 
 def _active_by_severity() -> stat.Panel:
@@ -43,8 +67,7 @@ def _active_by_severity() -> stat.Panel:
         stat.Panel()
         .title("Active events by severity")
         .description("Events not yet resolved (open or acknowledged), by severity, over the last 7 days.")
-        .with_target(influx(_events_query("event_id", *fields)).table())
-        .time_from(ACTIVE_WINDOW)
+        .with_target(influx(_event_points(fields)).table())
         .reduce_options(reduce("lastNotNull", values=True))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .graph_mode(common.BigValueGraphMode.NONE)
@@ -52,27 +75,12 @@ def _active_by_severity() -> stat.Panel:
         .thresholds(thresholds("green", (1, "red")))
         .no_value("0")
     )
-    for step in [*latest_per_event(fields), count_by("severity")]:
-        panel.with_transformation(step)
-    return panel
+    return _active(panel, fields, count_by("severity"))
 
 
-def _raised(title: str, description: str, condition: str, color: str) -> stat.Panel:
-    query = (
-        'SELECT count(distinct("event_id")) AS "raised" FROM "events" '
-        f"WHERE \"state\" = 'open' {condition} AND $timeFilter AND {scope()}"
-    )
-    return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .with_target(influx(query))
-        .reduce_options(reduce("lastNotNull"))
-        .color_mode(common.BigValueColorMode.VALUE)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .thresholds(thresholds("green", (1, color)))
-        .no_value("0")
-    )
+def _raised(title: str, description: str, color: str, *conditions: str) -> stat.Panel:
+    query = select(f'{RAISED} AS "raised"', "events", OPENED, *conditions)
+    return count_stat(title, query, color, description=description)
 
 
 def _map() -> geomap.Panel:
@@ -106,8 +114,7 @@ def _map() -> geomap.Panel:
         geomap.Panel()
         .title("Active events")
         .description("Latest position of every open or acknowledged event, coloured by severity.")
-        .with_target(influx(_events_query("event_id", *fields)).table())
-        .time_from(ACTIVE_WINDOW)
+        .with_target(influx(_event_points(fields)).table())
         .view(geomap.MapViewConfig().id("fit").all_layers(True).zoom(14).max_zoom(18))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
         .basemap(common_builder.MapLayerOptions().type("default").name("Basemap"))
@@ -115,91 +122,65 @@ def _map() -> geomap.Panel:
         .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
         .mappings(text_colors(SEVERITY_COLORS))
     )
-    for step in latest_per_event(fields):
-        panel.with_transformation(step)
-    return panel
-
-
-def _fixed_color(color: str) -> model.DynamicConfigValue:
-    return model.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})
+    return _active(panel, fields)
 
 
 def _active_by_grid() -> barchart.Panel:
     fields = ("state", "severity", "grid")
-    panel = (
-        barchart.Panel()
-        .title("Active events by grid")
-        .description("Open or acknowledged events per grid, stacked by severity.")
-        .with_target(influx(_events_query("event_id", *fields)).table())
-        .time_from(ACTIVE_WINDOW)
-        .x_field("grid")
-        .stacking(common.StackingMode.NORMAL)
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .show_value(common.VisibilityMode.AUTO)
-        .legend(legend_list())
-        .override_by_name(
-            "critical",
-            [model.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"})],
-        )
-        .override_by_name(
-            "major",
-            [model.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "orange"})],
-        )
-        .override_by_name(
-            "minor",
-            [model.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "yellow"})],
-        )
-    )
-    steps = [
-        *latest_per_event(fields),
+    panel = bar_chart(
+        "Active events by grid",
+        "Open or acknowledged events per grid, stacked by severity.",
+        _event_points(fields),
+        "grid",
+    ).stacking(common.StackingMode.NORMAL)
+    for severity, color in SEVERITY_COLORS.items():
+        panel.override_by_name(severity, [fixed_color(color)])
+    matrix = {
+        "columnField": "severity",
+        "rowField": "grid",
+        "valueField": "event_id (count)",
+        "emptyValue": "zero",
+    }
+    return _active(
+        panel,
+        fields,
         count_by("grid", "severity"),
-        transformation(
-            "groupingToMatrix",
-            {
-                "columnField": "severity",
-                "rowField": "grid",
-                "valueField": "event_id (count)",
-                "emptyValue": "zero",
-            },
-        ),
+        transformation("groupingToMatrix", matrix),
         transformation("organize", {"renameByName": {"grid\\severity": "grid"}}),
-    ]
-    for step in steps:
-        panel.with_transformation(step)
-    return panel
+    )
 
 
 def _online_by_kind() -> bargauge.Panel:
-    query = (
-        'SELECT 100 * last("online") / last("registered") AS "online" FROM "fleet" '
-        'WHERE "district" =~ /^$district$/ AND $timeFilter GROUP BY "district", "kind"'
-    )
-    return (
-        bargauge.Panel()
-        .title("Devices online by kind")
-        .description("Share of registered devices heard from within their heartbeat, per district and kind.")
-        .with_target(influx(query).alias("$tag_kind · $tag_district"))
-        .unit("percent")
-        .min(0)
-        .max(100)
-        .decimals(1)
-        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .reduce_options(reduce("lastNotNull"))
-        .thresholds(thresholds("red", (90, "orange"), (98, "green")))
-    )
+    return bar_gauge(
+        "Devices online by kind",
+        select(
+            '100 * last("online") / last("registered") AS "online"',
+            "fleet",
+            scope(grid=False),
+            variables=None,
+            group_by=keys("district", "kind"),
+        ),
+        "$tag_kind · $tag_district",
+        unit="percent",
+        span=(0, 100),
+        display=common.BarGaugeDisplayMode.GRADIENT,
+        steps=thresholds("red", (90, "orange"), (98, "green")),
+        description="Share of registered devices heard from within their heartbeat, per district and kind.",
+    ).decimals(1)
 
 
 def _alarm_timeline() -> statetimeline.Panel:
-    query = (
-        'SELECT count("alarm") AS "detectors in alarm" FROM "smoke" '
-        f'WHERE "alarm" = true AND $timeFilter AND {scope()} GROUP BY time($__interval), "site" fill(0)'
+    query = select(
+        'count("alarm") AS "detectors in alarm"',
+        "smoke",
+        '"alarm" = true',
+        group_by=per_interval("site", fill="0"),
     )
     return (
         statetimeline.Panel()
         .title("Smoke alarms by site")
         .description("Alarm readings per site and interval; only sites with an alarm in the range appear.")
-        .with_target(influx(query).alias("$tag_site"))
+        .with_target(target(query, "$tag_site"))
         .interval("1m")
         .show_value(common.VisibilityMode.NEVER)
         .merge_values(True)
@@ -222,26 +203,33 @@ def _alarm_timeline() -> statetimeline.Panel:
 
 
 def _event_log() -> table.Panel:
-    query = (
-        'SELECT "type", "severity", "state", "grid", "site", "device", "value", "count", "message", '
-        f'"event_id" FROM "events" WHERE $timeFilter AND {scope()} ORDER BY time DESC LIMIT 500'
+    # `change` says what every point is (raised, repeat, cleared, escalated, acknowledged, …);
+    # `state` is written only where the state changes, so it is empty on the other rows.
+    columns = keys(
+        "type",
+        "severity",
+        "change",
+        "state",
+        "grid",
+        "site",
+        "device",
+        "value",
+        "count",
+        "message",
+        "event_id",
     )
-    return (
-        table.Panel()
-        .title("Event log")
-        .description("Every state change of every event in the range, newest first (500 at most).")
-        .with_target(influx(query).table())
-        .cell_height(common.TableCellHeight.SM)
-        .filterable(True)
-        .mappings(text_colors(SEVERITY_COLORS | STATE_COLORS))
-        .override_by_name(
-            "severity", [model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})]
-        )
-        .override_by_name(
-            "state", [model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})]
-        )
-        .override_by_name("message", [model.DynamicConfigValue(id_val="custom.width", value=420)])
-    )
+    panel = table_panel(
+        "Event log",
+        select(columns, "events", newest=500),
+        description=(
+            "Every change of every event in the range, newest first (500 at most): what changed "
+            "(raised, repeat, cleared, severity, escalated, acknowledged, resolved, closed, rerouted) "
+            "and, where the state changed, the new state."
+        ),
+    ).mappings(text_colors(SEVERITY_COLORS | STATE_COLORS))
+    for column in ("severity", "state"):
+        panel.override_by_name(column, [color_text()])
+    return panel.override_by_name("message", [model.DynamicConfigValue(id_val="custom.width", value=420)])
 
 
 def dashboard() -> dashboard_builder.Dashboard:
@@ -255,21 +243,20 @@ def dashboard() -> dashboard_builder.Dashboard:
                 _raised(
                     "Fire alarms raised",
                     "FIRE_ALARM and FIRE_CONFIRMED events raised in the range.",
-                    'AND "type" =~ /^FIRE_/',
                     "red",
+                    '"type" =~ /^FIRE_/',
                 ),
             ),
-            (6, _raised("Events raised", "Events of every type raised in the range.", "", "orange")),
+            (6, _raised("Events raised", "Events of every type raised in the range.", "orange")),
         )
         .row(12, (14, _map()), (10, _active_by_grid()))
         .row(8, (8, _online_by_kind()), (16, _alarm_timeline()))
         .row(11, (24, _event_log()))
     )
-    board = (
-        new_dashboard(
-            UID, "Fire-station overview", "What a fire station watches: active events, alarms, devices."
-        )
-        .with_variable(district_variable())
-        .with_variable(grid_variable())
+    return new_dashboard(
+        UID,
+        "Fire-station overview",
+        "What a fire station watches: active events, alarms, devices.",
+        layout,
+        grid_variables(),
     )
-    return layout.apply(board)

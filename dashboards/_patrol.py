@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import barchart, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
-from grafana_foundation_sdk.models import common
 
-from dashboards._influx import influx, scope
+from dashboards._influx import keys, per_interval, select
 from dashboards._panels import (
+    OPENED,
+    RAISED,
     Layout,
-    district_variable,
-    grid_variable,
-    legend_list,
-    legend_table,
+    bar_chart,
+    count_stat,
+    grid_variables,
     new_dashboard,
-    reduce,
-    stack_normal,
-    thresholds,
+    stacked_counts,
+    table_panel,
     transformation,
 )
 
@@ -25,123 +24,61 @@ UID = "firegrid-patrol"
 _MISSED = "\"type\" = 'PATROL_MISSED'"
 
 
-def _total(title: str, query: str, color: str) -> stat.Panel:
-    return (
-        stat.Panel()
-        .title(title)
-        .with_target(influx(query))
-        .reduce_options(reduce("lastNotNull"))
-        .color_mode(common.BigValueColorMode.VALUE)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .thresholds(thresholds("green", (1, color)))
-        .no_value("0")
-    )
-
-
 def _scans_total() -> stat.Panel:
-    query = f'SELECT count("result") AS "scans" FROM "patrol" WHERE $timeFilter AND {scope()}'
-    return _total("Checkpoint scans", query, "green")
+    return count_stat("Checkpoint scans", select('count("result") AS "scans"', "patrol"), "green")
 
 
 def _missed_total() -> stat.Panel:
-    query = (
-        'SELECT count(distinct("event_id")) AS "missed" FROM "events" '
-        f"WHERE {_MISSED} AND \"state\" = 'open' AND $timeFilter AND {scope()}"
-    )
-    return _total("Missed checkpoints", query, "orange")
+    query = select(f'{RAISED} AS "missed"', "events", _MISSED, OPENED)
+    return count_stat("Missed checkpoints", query, "orange")
 
 
 def _hazards_total() -> stat.Panel:
-    query = f'SELECT sum("hazard_count") AS "hazards" FROM "patrol" WHERE $timeFilter AND {scope()}'
-    return _total("Hazards found", query, "red")
+    return count_stat("Hazards found", select('sum("hazard_count") AS "hazards"', "patrol"), "red")
 
 
 def _per_worker() -> barchart.Panel:
-    query = (
-        'SELECT count("result") AS "scans", sum("hazard_count") AS "hazards" FROM "patrol" '
-        f'WHERE $timeFilter AND {scope()} GROUP BY "worker"'
+    query = select(
+        'count("result") AS "scans", sum("hazard_count") AS "hazards"', "patrol", group_by=keys("worker")
     )
-    return (
-        barchart.Panel()
-        .title("Scans per worker")
-        .description("Checkpoint scans and hazards reported per grid worker in the range.")
-        .with_target(influx(query).table())
-        .x_field("worker")
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .show_value(common.VisibilityMode.AUTO)
-        .legend(legend_list())
-        .with_transformation(transformation("organize", {"excludeByName": {"time": True}}))
-    )
+    return bar_chart(
+        "Scans per worker",
+        "Checkpoint scans and hazards reported per grid worker in the range.",
+        query,
+        "worker",
+    ).with_transformation(transformation("organize", {"excludeByName": {"time": True}}))
 
 
 def _scans_over_time() -> timeseries.Panel:
-    query = (
-        f'SELECT count("result") FROM "patrol" WHERE $timeFilter AND {scope()} '
-        'GROUP BY time($__interval), "worker" fill(0)'
-    )
-    return (
-        timeseries.Panel()
-        .title("Scans over time per worker")
-        .with_target(influx(query).alias("$tag_worker"))
-        .interval("10m")
-        .unit("short")
-        .min(0)
-        .draw_style(common.GraphDrawStyle.BARS)
-        .fill_opacity(70)
-        .stacking(stack_normal())
-        .legend(legend_table("sum"))
-    )
+    query = select('count("result")', "patrol", group_by=per_interval("worker", fill="0"))
+    return stacked_counts("Scans over time per worker", query, "$tag_worker", interval="10m")
 
 
 def _missed_over_time() -> timeseries.Panel:
-    query = (
-        'SELECT count(distinct("event_id")) FROM "events" '
-        f"WHERE {_MISSED} AND \"state\" = 'open' AND $timeFilter AND {scope()} "
-        'GROUP BY time($__interval), "grid" fill(0)'
-    )
-    return (
-        timeseries.Panel()
-        .title("Missed checkpoints per grid")
-        .description(
+    query = select(RAISED, "events", _MISSED, OPENED, group_by=per_interval("grid", fill="0"))
+    return stacked_counts(
+        "Missed checkpoints per grid",
+        query,
+        "$tag_grid",
+        interval="10m",
+        description=(
             "PATROL_MISSED events raised: checkpoints not scanned within 1.1 × their patrol interval."
-        )
-        .with_target(influx(query).alias("$tag_grid"))
-        .interval("10m")
-        .unit("short")
-        .min(0)
-        .draw_style(common.GraphDrawStyle.BARS)
-        .fill_opacity(70)
-        .stacking(stack_normal())
-        .legend(legend_table("sum"))
+        ),
     )
 
 
 def _missed_table() -> table.Panel:
-    query = (
-        'SELECT "device" AS "checkpoint", "site", "grid", "state", "message" FROM "events" '
-        f"WHERE {_MISSED} AND $timeFilter AND {scope()} ORDER BY time DESC LIMIT 200"
-    )
-    return (
-        table.Panel()
-        .title("Missed checkpoints (latest changes)")
-        .with_target(influx(query).table())
-        .cell_height(common.TableCellHeight.SM)
-        .filterable(True)
-    )
+    columns = '"device" AS "checkpoint", "site", "grid", "state", "message"'
+    query = select(columns, "events", _MISSED, newest=200)
+    return table_panel("Missed checkpoints (latest changes)", query)
 
 
 def _hazards_table() -> table.Panel:
-    query = (
-        'SELECT "worker", "grid", "site", "device" AS "checkpoint", "hazard_count", "hazards" FROM "patrol" '
-        f"WHERE \"result\" = 'hazard' AND $timeFilter AND {scope()} ORDER BY time DESC LIMIT 200"
-    )
-    return (
-        table.Panel()
-        .title("Hazard reports")
-        .description("Scans with result = hazard, newest first; hazards as reported by the worker.")
-        .with_target(influx(query).table())
-        .cell_height(common.TableCellHeight.SM)
-        .filterable(True)
+    columns = '"worker", "grid", "site", "device" AS "checkpoint", "hazard_count", "hazards"'
+    return table_panel(
+        "Hazard reports",
+        select(columns, "patrol", "\"result\" = 'hazard'", newest=200),
+        description="Scans with result = hazard, newest first; hazards as reported by the worker.",
     )
 
 
@@ -153,11 +90,10 @@ def dashboard() -> dashboard_builder.Dashboard:
         .row(8, (12, _missed_over_time()), (12, _missed_table()))
         .row(9, (24, _hazards_table()))
     )
-    board = (
-        new_dashboard(
-            UID, "Patrol", "NFC checkpoint patrols: who scanned what, what was missed, hazards found."
-        )
-        .with_variable(district_variable())
-        .with_variable(grid_variable())
+    return new_dashboard(
+        UID,
+        "Patrol",
+        "NFC checkpoint patrols: who scanned what, what was missed, hazards found.",
+        layout,
+        grid_variables(),
     )
-    return layout.apply(board)
