@@ -68,7 +68,7 @@ def _missed_over_time() -> timeseries.Panel:
 
 
 def _missed_table() -> table.Panel:
-    columns = '"device" AS "checkpoint", "site", "grid", "state", "message"'
+    columns = '"device" AS "checkpoint", "site", "grid", "change", "state", "message"'
     query = select(columns, "events", _MISSED, newest=200)
     return table_panel("Missed checkpoints (latest changes)", query)
 

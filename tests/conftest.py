@@ -10,6 +10,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from firegrid._services import Influxd, Mosquitto
 
 _counter = itertools.count()
+S = TypeVar("S", Mosquitto, Influxd)
 
 
 @pytest.fixture(scope="session")
@@ -35,20 +37,21 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
     server.stop()
 
 
+def running(service: S) -> S:
+    """A session service, restarted if an earlier test stopped it (the fault tests do)."""
+    if not service.running:
+        service.start()
+    return service
+
+
 @pytest.fixture
 def broker(mosquitto: Mosquitto) -> Mosquitto:
-    """The session broker, restarted if an earlier test stopped it."""
-    if not mosquitto.running:
-        mosquitto.start()
-    return mosquitto
+    return running(mosquitto)
 
 
 @pytest.fixture
 def influx(influxd: Influxd) -> Influxd:
-    """The session InfluxDB, restarted if an earlier test stopped it."""
-    if not influxd.running:
-        influxd.start()
-    return influxd
+    return running(influxd)
 
 
 @pytest.fixture

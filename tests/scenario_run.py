@@ -241,7 +241,7 @@ def write_dashboard_world(out: Path) -> DashboardWorld:
     run_seed = next(
         seed
         for seed in range(1, 100)
-        if (bank := Fleet(registry, seed=seed).banks["water"]).has_tank[bank.device_ids.index(water[0])]
+        if (bank := Fleet(registry, seed=seed).water).has_tank[bank.device_ids.index(water[0])]
     )
     return DashboardWorld(
         out,

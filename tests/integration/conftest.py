@@ -70,10 +70,10 @@ def registry_dir(tmp_path: Path) -> Path:
     return write_registry(tmp_path / "registry")
 
 
-@pytest.fixture
-def ingest_env(
+def service_env(
     broker: Mosquitto, influx: Influxd, influx_db: str, topic_prefix: str, registry_dir: Path, data_dir: Path
 ) -> dict[str, str]:
+    """The environment of a `firegrid ingest` of its own: database, topic prefix, HTTP port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
     env.update(
         FIREGRID_MQTT_URL=broker.url,
@@ -87,6 +87,13 @@ def ingest_env(
         FIREGRID_STATS_INTERVAL_S="1",
     )
     return env
+
+
+@pytest.fixture
+def ingest_env(
+    broker: Mosquitto, influx: Influxd, influx_db: str, topic_prefix: str, registry_dir: Path, data_dir: Path
+) -> dict[str, str]:
+    return service_env(broker, influx, influx_db, topic_prefix, registry_dir, data_dir)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ The data comes from one fixture, :func:`firegrid_data`: a simulator scenario run
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +23,9 @@ import pytest
 import dashboards
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
+from tests.conftest import running
 from tests.helpers import eventually, influx_query
-from tests.integration.conftest import IngestProcess
+from tests.integration.conftest import IngestProcess, service_env
 from tests.scenario_run import (
     DASHBOARD_DURATION_S,
     DASHBOARD_TIME_SCALE,
@@ -57,6 +58,8 @@ class Window:
     grid: str
     """The district and grid the scenario plays in (every kind of data, every event)."""
     selections: Sequence[Selection]
+    db: str
+    """The InfluxDB database holding it."""
 
 
 def _selections(grids: Mapping[str, Sequence[str]], district: str, grid: str) -> list[Selection]:
@@ -72,17 +75,12 @@ def _selections(grids: Mapping[str, Sequence[str]], district: str, grid: str) ->
 # --- the data ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def firegrid_data(
-    influx: Influxd,
-    influx_db: str,
-    broker: Mosquitto,
-    topic_prefix: str,
-    ingest_env: dict[str, str],
-    tmp_path: Path,
-) -> Window:
-    """Fill ``influx_db`` through `firegrid ingest` from a simulator scenario; the window and
-    selections.
+    influxd: Influxd, mosquitto: Mosquitto, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Window]:
+    """Fill a database of its own through `firegrid ingest` from a simulator scenario; the window
+    and selections. Built once for the module (~35 s): the tests only read it.
 
     A generated two-district world (:func:`tests.scenario_run.write_dashboard_world`) and a
     scenario putting a fire, a burst main, a leaking circuit, a flat battery, a patrol hazard and
@@ -91,12 +89,19 @@ def firegrid_data(
     readings, ``rejects``, ``events`` (from the rules; PATROL_MISSED through a short per-device
     ``patrol_interval_h`` in the registry), ``fleet`` and ``ingest_stats`` (every second).
     """
+    influx, broker = running(influxd), running(mosquitto)
+    tmp_path = tmp_path_factory.mktemp("dashboards")
+    influx_db, topic_prefix = f"dashboards{os.getpid()}", f"dashboards{os.getpid()}/"
+    data_dir = tmp_path / "data"
     world = write_dashboard_world(tmp_path / "world")
     water = Registry.load(world.registry).device(world.water)
     assert water is not None, world
     district, grid = water.district, water.grid_id  # the scenario's steps all target this grid
     scenario = write_dashboard_scenario(world, tmp_path / "dashboards.yaml")
-    env = {**ingest_env, "FIREGRID_REGISTRY": str(world.registry), "FIREGRID_INSTANCE": INSTANCE}
+    env = {
+        **service_env(broker, influx, influx_db, topic_prefix, world.registry, data_dir),
+        "FIREGRID_INSTANCE": INSTANCE,
+    }
     service = IngestProcess(env, tmp_path / "ingest.log")
     begin = int(time.time() * 1000)
     service.start()
@@ -136,7 +141,8 @@ def firegrid_data(
         service.stop()
     end = int(time.time() * 1000)
     selections = _selections(world.grids, district, grid)
-    return Window(min(start, begin), end, world.grids, district, grid, selections)
+    yield Window(min(start, begin), end, world.grids, district, grid, selections, influx_db)
+    httpx.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{influx_db}"'}, timeout=10)
 
 
 # --- Grafana's side ---------------------------------------------------------------------------
@@ -217,7 +223,7 @@ def _value_columns(influx: Influxd, db: str, query: str) -> set[str]:
     return columns
 
 
-def test_every_panel_query_returns_rows(influx: Influxd, influx_db: str, firegrid_data: Window) -> None:
+def test_every_panel_query_returns_rows(influx: Influxd, firegrid_data: Window) -> None:
     checked = 0
     failures = []
     for uid, data in dashboards.all_dashboards().items():
@@ -238,7 +244,7 @@ def test_every_panel_query_returns_rows(influx: Influxd, influx_db: str, firegri
                     f"{uid} / {panel['title']}: unsubstituted: {query}"
                 )
                 try:
-                    rows = _run(influx, influx_db, query)
+                    rows = _run(influx, firegrid_data.db, query)
                 except httpx.HTTPStatusError as exc:
                     failures.append(
                         f"{uid} / {panel['title']} [{selection}]: {exc.response.text}\n    {query}"
@@ -251,7 +257,7 @@ def test_every_panel_query_returns_rows(influx: Influxd, influx_db: str, firegri
                 shown = apply_transformations(rows, steps)
                 # Tags are always filled; a panel shows data only if a value column is (or, after
                 # transformations, any column but time is).
-                values = _value_columns(influx, influx_db, query) if not steps else None
+                values = _value_columns(influx, firegrid_data.db, query) if not steps else None
                 if not [
                     r
                     for r in shown
@@ -265,9 +271,7 @@ def test_every_panel_query_returns_rows(influx: Influxd, influx_db: str, firegri
     assert checked >= 5 * 3
 
 
-def test_template_variable_queries_return_values(
-    influx: Influxd, influx_db: str, firegrid_data: Window
-) -> None:
+def test_template_variable_queries_return_values(influx: Influxd, firegrid_data: Window) -> None:
     for uid, data in dashboards.all_dashboards().items():
         for variable in data["templating"]["list"]:
             assert variable["datasource"]["uid"] == dashboards.DATASOURCE_UID
@@ -279,7 +283,7 @@ def test_template_variable_queries_return_values(
                     time_to_ms=firegrid_data.end_ms,
                     interval_ms=MINUTE,
                 )
-                values = {row["value"] for row in _run(influx, influx_db, query)}
+                values = {row["value"] for row in _run(influx, firegrid_data.db, query)}
                 assert values, f"{uid}: variable {variable['name']} has no values: {query}"
                 districts = selection["district"]
                 if variable["name"] == "grid" and districts is not None:
@@ -287,7 +291,7 @@ def test_template_variable_queries_return_values(
                     assert values == wanted, (districts, values)
 
 
-def test_a_grid_selection_narrows_the_rows(influx: Influxd, influx_db: str, firegrid_data: Window) -> None:
+def test_a_grid_selection_narrows_the_rows(influx: Influxd, firegrid_data: Window) -> None:
     grid = firegrid_data.grid
     assert sum(len(grids) for grids in firegrid_data.grids.values()) > 1, firegrid_data.grids
     query = dashboards.interpolate(
@@ -298,12 +302,10 @@ def test_a_grid_selection_narrows_the_rows(influx: Influxd, influx_db: str, fire
         time_to_ms=firegrid_data.end_ms,
         interval_ms=MINUTE,
     )
-    assert {row["grid"] for row in _run(influx, influx_db, query)} == {grid}
+    assert {row["grid"] for row in _run(influx, firegrid_data.db, query)} == {grid}
 
 
-def test_every_event_log_row_says_what_changed(
-    influx: Influxd, influx_db: str, firegrid_data: Window
-) -> None:
+def test_every_event_log_row_says_what_changed(influx: Influxd, firegrid_data: Window) -> None:
     """``state`` is only on the points where it changes; ``change`` names every point's change,
     so repeat and clear rows are not blank."""
     (panel,) = [
@@ -319,7 +321,7 @@ def test_every_event_log_row_says_what_changed(
         time_to_ms=firegrid_data.end_ms + MINUTE,
         interval_ms=MINUTE,
     )
-    rows = _run(influx, influx_db, query)
+    rows = _run(influx, firegrid_data.db, query)
     assert rows and all(row.get("change") for row in rows), rows
     assert {row["change"] for row in rows if row.get("state") == "open"} == {"raised"}, rows
     stateless = {row["change"] for row in rows if row.get("state") is None}

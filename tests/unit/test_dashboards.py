@@ -174,7 +174,11 @@ def test_provisioning_points_at_the_generated_files() -> None:
     (entry,) = provider["providers"]
     assert entry["type"] == "file"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    mounts = dict(reversed(str(v).split(":")[:2]) for v in compose["services"]["grafana"]["volumes"])
+    # volume "host:container[:mode]" → {container: host}
+    mounts = {
+        container: host
+        for host, container, *_ in (str(v).split(":") for v in compose["services"]["grafana"]["volumes"])
+    }
     source = ROOT / mounts[entry["options"]["path"]]
     assert source.resolve() == dashboards.GENERATED_DIR
     assert sorted(p.stem for p in source.glob("*.json")) == sorted(dashboards.DASHBOARDS)
@@ -275,7 +279,7 @@ class FakeGrafana(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
+        body: Any = json.loads(self.rfile.read(length)) if length else {}
         self.requests.append((method, self.path, body))
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             self._reply(401, {"message": "invalid API key"})

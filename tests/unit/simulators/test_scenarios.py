@@ -79,7 +79,7 @@ def test_fire_truth_and_messages(registry: Registry) -> None:
     alarms = [e for e in plan.events if e.type == "FIRE_ALARM"]
     assert len(alarms) >= 2
     site = next(e.site_id for e in plan.events if e.type == "FIRE_CONFIRMED")
-    assert {registry.device(e.device_id).site_id for e in alarms} == {site}  # type: ignore[arg-type,union-attr]
+    assert {registry.device(e.device_id).site_id for e in alarms} == {site}  # type: ignore[union-attr]
     temps: dict[str, list[tuple[int, float]]] = {}
     alarmed = set()
     for topic, body in _emitted(plan):
@@ -139,7 +139,7 @@ def test_patrol_truth_needs_two_days(registry: Registry) -> None:
 def test_hostile_messages_are_rejected_for_the_stated_reason(registry: Registry) -> None:
     _, plan = _plan(registry, builtin_scenarios()["hostile"])
     assert {r.case for r in plan.rejects} | {s.case for s in plan.stored} == set(HOSTILE_CASES)
-    sent = {}
+    sent: dict[str, list[bytes]] = {}
     for timed in plan.timed:
         for topic, body, _ in timed.emit(START):
             sent.setdefault(topic, []).append(body)
