@@ -95,6 +95,7 @@ class IngestService:
             self.registry, self.metrics, topic_prefix=prefix, sinks=[self.hazards, *sinks]
         )
         self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
+        self.metrics.commit_pending.set_function(lambda: self.committer.pending_lines)
         self.http = HttpApi(settings.http_host, settings.http_port)
         self.http.route("/healthz", lambda path, query: json_response(*self.health()))
         self.http.route(

@@ -25,6 +25,9 @@ class IngestMetrics:
             "firegrid_qos0_dropped", "QoS 0 messages dropped under overload", registry=r
         )
         self.spool_depth = Gauge("firegrid_spool_depth", "Points waiting in the local spool", registry=r)
+        self.commit_pending = Gauge(
+            "firegrid_commit_pending_lines", "Lines processed, waiting for their InfluxDB write", registry=r
+        )
         self.lost = Gauge(
             "firegrid_lost_messages", "Messages missing from devices' seq sequences", registry=r
         )

@@ -127,6 +127,10 @@ def test_same_device_and_seq_twice_give_one_point(
     )
     assert [row["time"] for row in rows] == [now - 2000, now - 500]
     eventually(lambda: "firegrid_duplicates_total 1.0" in ingest.metrics(), what="duplicate counted")
+    eventually(
+        lambda: "firegrid_commit_pending_lines 0.0" in ingest.metrics(),
+        what="nothing left to write",
+    )
 
 
 def test_sighup_reloads_the_registry_keeping_state(
