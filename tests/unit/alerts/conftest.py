@@ -3,7 +3,7 @@ line-protocol reader. The clock is plain ints (epoch ms)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,10 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path, registry: Registry, publisher: FakePublisher) -> EventStore:
-    return EventStore(db_path, registry, publisher)
+def store(db_path: Path, registry: Registry, publisher: FakePublisher) -> Iterator[EventStore]:
+    store = EventStore(db_path, registry, publisher)
+    yield store
+    store.close()
 
 
 HitFactory = Callable[..., Hit]

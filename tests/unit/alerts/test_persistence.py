@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alerts import EventStore
 from devices import Registry
+from tests.helpers import eventually
 from tests.unit.alerts.conftest import T0, FakePublisher, HitFactory, action, parse_line
 
 
@@ -83,3 +84,15 @@ def test_the_store_lives_in_the_data_dir(tmp_path: Path, registry: Registry) -> 
     store.close()
     with EventStore.open(tmp_path / "data", registry) as again:
         assert again.list_events() == []
+
+
+def test_the_wal_is_checkpointed_off_the_commit_path(
+    db_path: Path, store: EventStore, hit: HitFactory
+) -> None:
+    """Commits never checkpoint (they are on the alert path); the store's own thread does, so
+    the events reach the database file itself while the store runs."""
+    assert store._db._write.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    main_file = db_path.stat().st_size
+    for i in range(300):
+        store.process([hit(f"S000{i % 3}", "FIRE_ALARM", "critical", ts=T0 + i * 1000)], T0 + i * 1000)
+    eventually(lambda: db_path.stat().st_size > main_file, timeout=10, what="a checkpoint by the thread")
