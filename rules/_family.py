@@ -290,8 +290,11 @@ def step(
 
 
 def _at(values: Floats | float | None, i: int) -> float | None:
-    if values is None or isinstance(values, float):
-        return values
+    """The value for reading ``i``: one per reading, or one for all (None: no value)."""
+    if values is None:
+        return None
+    if isinstance(values, int | float):
+        return float(values)
     return float(values[i])
 
 
