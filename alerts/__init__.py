@@ -16,12 +16,11 @@ from alerts._actions import ACTIONS, MAX_ACTION_BYTES, MAX_NOTE_CHARS, ActionRes
 from alerts._escalation import DEFAULT_DEADLINES_MS
 from alerts._event import EVENT_FIELDS, STATES, Event, State
 from alerts._points import MEASUREMENT
-from alerts._routing import ACTIONS_SUBSCRIPTION, Publication, Publisher, Topics, haversine_m, nearest_station
+from alerts._routing import Publication, Publisher, nearest_station
 from alerts._store import DB_NAME, EventStore, Outcome
 
 __all__ = [
     "ACTIONS",
-    "ACTIONS_SUBSCRIPTION",
     "DB_NAME",
     "DEFAULT_DEADLINES_MS",
     "EVENT_FIELDS",
@@ -36,8 +35,6 @@ __all__ = [
     "Publication",
     "Publisher",
     "State",
-    "Topics",
-    "haversine_m",
     "nearest_station",
     "parse_action",
 ]

@@ -25,8 +25,8 @@ from alerts._db import EventDb, Transition, Writer
 from alerts._escalation import DEFAULT_DEADLINES_MS, Deadlines
 from alerts._event import SEVERITY_RANK, STATES, Event, key_text
 from alerts._points import PointClock, event_line
-from alerts._routing import QOS, Publication, Publisher, StationIndex, Topics
-from devices import Registry
+from alerts._routing import QOS, Publication, Publisher, StationIndex
+from devices import Registry, Topics
 from rules import SEVERITIES, Hit
 
 log = logging.getLogger(__name__)

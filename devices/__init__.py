@@ -14,8 +14,9 @@ from devices._errors import (
     ServiceError,
     SettingsError,
 )
+from devices._geo import EARTH_RADIUS_M, haversine_m, haversine_m_array
 from devices._ids import ID_PATTERN, Identifier, is_identifier
-from devices._kind import MAX_BATCH, FieldValue, KindSpec, Payload
+from devices._kind import MAX_BATCH, MAX_PAYLOAD, FieldValue, KindSpec, Payload
 from devices._lineproto import (
     encode_fields,
     encode_line,
@@ -27,22 +28,28 @@ from devices._lineproto import (
     series_key,
 )
 from devices._reading import Reading
-from devices._registry import OVERRIDE_COLUMNS, UNASSIGNED, Device, Grid, Registry, Station, Worker
+from devices._registry import OVERRIDE_COLUMNS, RETIRED, UNASSIGNED, Device, Grid, Registry, Station, Worker
+from devices._topics import AlertTopic, DeviceTopic, Topics
 from devices.electrical import ElectricalPayload
 from devices.patrol import PatrolPayload
 from devices.smoke import SmokePayload
 from devices.water import WaterPayload
 
 __all__ = [
+    "EARTH_RADIUS_M",
     "ID_PATTERN",
     "KINDS",
     "KIND_BY_NAME",
     "KIND_CODE",
     "MAX_BATCH",
+    "MAX_PAYLOAD",
     "OVERRIDE_COLUMNS",
+    "RETIRED",
     "UNASSIGNED",
+    "AlertTopic",
     "ConfigError",
     "Device",
+    "DeviceTopic",
     "ElectricalPayload",
     "FieldValue",
     "FiregridError",
@@ -64,6 +71,7 @@ __all__ = [
     "SettingsError",
     "SmokePayload",
     "Station",
+    "Topics",
     "WaterPayload",
     "Worker",
     "encode_fields",
@@ -72,6 +80,8 @@ __all__ = [
     "escape_key",
     "escape_measurement",
     "expected_string",
+    "haversine_m",
+    "haversine_m_array",
     "is_identifier",
     "quote_string",
     "series_key",

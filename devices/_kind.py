@@ -12,6 +12,9 @@ FieldValue = float | bool | str
 """InfluxDB field types firegrid writes: numbers always as floats (PITFALLS: fixed field types)."""
 
 MAX_BATCH = 1000
+"""Elements of one gateway batch (CONTRACT §4)."""
+MAX_PAYLOAD = 256 * 1024
+"""Bytes of one uplink message (CONTRACT §4); larger ones are rejected as ``too_large``."""
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]

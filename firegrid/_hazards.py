@@ -64,10 +64,6 @@ class Hazards:
         self._next_timers = now
         self._next_fleet = now  # a first count right away, then every minute
 
-    @property
-    def actions_subscription(self) -> str:
-        return self.events.topics.actions_subscription
-
     # -- pipeline thread -----------------------------------------------------------------------
 
     def on_readings(self, readings: Sequence[Reading], now_ms: int) -> list[str]:

@@ -12,7 +12,7 @@ from types import FrameType
 
 import paho.mqtt.client as mqtt
 
-from devices import ConfigError, FiregridError, Registry
+from devices import ConfigError, FiregridError, Registry, Topics
 from firegrid._hazards import Hazards, now_ms
 from firegrid._http import HttpApi, json_response
 from firegrid._settings import Settings
@@ -72,12 +72,12 @@ class IngestService:
         self.store = Store(self._influx_client, self.spool, self.metrics, self._on_rejected, self._on_fatal)
         self.inbox = Inbox()
         prefix = settings.topic_prefix
-        actions = f"{prefix}actions/+"
-        # fire/# rather than fire/+/+/+: messages on malformed topics must reach the rejects too
+        topics = Topics(prefix)
+        actions = topics.actions_subscription
         self.consumer = MqttConsumer(
             settings.mqtt_url,
             settings.client_id,
-            [f"{prefix}fire/#", actions],
+            [topics.readings_subscription, actions],
             self.inbox,
             on_connection_change=self._on_connection_change,
             on_fatal=self._on_fatal,

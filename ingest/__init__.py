@@ -12,7 +12,7 @@ from devices import (
 )
 from ingest._committer import Committer
 from ingest._consumer import BrokerAddress, Inbox, MqttConsumer
-from ingest._decode import MAX_PAYLOAD, Decoded, Decoder, Reject, RejectReason
+from ingest._decode import Decoded, Decoder, Reject, RejectReason
 from ingest._dedup import SeqDeduplicator
 from ingest._encode import PointEncoder
 from ingest._influx import InfluxClient, RejectedLine
@@ -22,7 +22,6 @@ from ingest._spool import Spool
 from ingest._store import Store
 
 __all__ = [
-    "MAX_PAYLOAD",
     "BrokerAddress",
     "Committer",
     "Decoded",

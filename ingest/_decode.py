@@ -13,15 +13,16 @@ from devices import (
     KIND_BY_NAME,
     KIND_CODE,
     MAX_BATCH,
+    MAX_PAYLOAD,
     KindSpec,
     PatrolPayload,
     Payload,
     Reading,
     Registry,
+    Topics,
     is_identifier,
 )
 
-MAX_PAYLOAD = 256 * 1024
 MAX_FUTURE_MS = 5 * 60 * 1000
 MAX_AGE_MS = 30 * 24 * 3600 * 1000
 REJECT_PAYLOAD_BYTES = 1024
@@ -76,6 +77,7 @@ class Decoder:
     def __init__(self, registry: Registry, topic_prefix: str = "") -> None:
         self.registry = registry
         self.prefix = topic_prefix
+        self._topics = Topics(topic_prefix)
         # plain lists of small ints: indexing them is several times cheaper than numpy scalars
         self._district_code = registry.district_idx.tolist()
         self._kind_code = registry.kind_code.tolist()
@@ -90,11 +92,11 @@ class Decoder:
         if len(payload) > MAX_PAYLOAD:
             reject(RejectReason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
             return
-        parts = topic[len(self.prefix) :].split("/") if topic.startswith(self.prefix) else []
-        if len(parts) != 4 or parts[0] != "fire":
+        parsed = self._topics.parse_device(topic)
+        if parsed is None:
             reject(RejectReason.BAD_TOPIC, "topic must be fire/{district}/{kind}/{device_id}")
             return
-        _, district, kind, device_id = parts
+        district, kind, device_id = parsed.district, parsed.kind, parsed.device_id
         spec = KIND_BY_NAME.get(kind)
         if spec is None:
             reject(RejectReason.BAD_TOPIC, f"unknown kind {kind[:40]!r} in topic")

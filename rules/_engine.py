@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from devices import KIND_CODE, KINDS, Reading, Registry, RulesError
+from devices import KIND_CODE, KINDS, RETIRED, Reading, Registry, RulesError
 from rules._all import EXTRACTORS, FAMILIES
 from rules._config import RulesConfig
 from rules._family import Array, Batch, Cols, Context, Family, Int64s, KindView
@@ -33,7 +33,6 @@ from rules._offline import OfflineRules
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
-RETIRED = -1
 
 
 class RuleEngine:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from rules._patrol import haversine_m
+from devices import haversine_m
 from tests.unit.rules.conftest import T0, World, kinds_of
 
 DEADLINE_S = {"smoke": 2 * 3600 + 60, "electrical": 2 * 60 + 60, "water": 2 * 300 + 60}
