@@ -22,14 +22,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
-import functools
 import json
 import math
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -47,7 +43,16 @@ from rich.table import Table
 from rich.text import Text
 
 from devices import FiregridError
-from firegrid._services import Influxd, Mosquitto, ServiceStartError, free_port, wait_for
+from firegrid._services import (
+    ChildProcess,
+    Influxd,
+    Ingest,
+    Mosquitto,
+    PidFile,
+    PortInUseError,
+    ServiceStartError,
+    pick_port,
+)
 from simulators import RunOptions, RunSummary, ScenarioError, run_traffic, write_world
 
 DEFAULT_MQTT_PORT = 1883
@@ -87,171 +92,6 @@ class DemoOptions:
     influx_port: int | None = None
     http_port: int | None = None
     """None: the usual port when it is free, else a free one."""
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-@functools.cache
-def _death_signal_prefix() -> tuple[str, ...]:
-    """``setpriv --pdeathsig TERM --`` when available: the child gets SIGTERM if the demo dies."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or not sys.platform.startswith("linux"):
-        return ()
-    try:
-        help_text = subprocess.run(
-            [setpriv, "--help"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    return (setpriv, "--pdeathsig", "TERM", "--") if "--pdeathsig" in help_text else ()
-
-
-class _DemoMosquitto(Mosquitto):
-    def command(self) -> list[str]:
-        return [*_death_signal_prefix(), *super().command()]
-
-
-class _DemoInfluxd(Influxd):
-    def command(self) -> list[str]:
-        return [*_death_signal_prefix(), *super().command()]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _pick_port(requested: int | None, usual: int, option: str) -> int:
-    if requested is not None:
-        if not _port_free(requested):
-            raise DemoError(
-                f"port {requested} ({option}) is already in use; choose another, or leave {option} out "
-                "to use a free one"
-            )
-        return requested
-    return usual if _port_free(usual) else free_port()
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    with contextlib.suppress(OSError):
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    return ""
-
-
-def _pid(proc: subprocess.Popen[bytes] | None) -> str:
-    return str(proc.pid) if proc is not None else "?"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-class _Ingest:
-    """``python -m firegrid ingest --config DIR/ingest.toml`` as a child process."""
-
-    def __init__(self, workdir: Path, config: Path, http: str, log_path: Path) -> None:
-        self.workdir = workdir
-        self.config = config
-        self.http = http
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.returncode: int | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = 60.0) -> None:
-        # the demo's settings only: FIREGRID_* of the user's shell would win over the file
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        command = [
-            *_death_signal_prefix(),
-            sys.executable,
-            "-m",
-            "firegrid",
-            "ingest",
-            "--config",
-            str(self.config),
-        ]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        try:
-            wait_for(lambda: self.healthy() or not self.running, timeout, "firegrid ingest", interval=0.1)
-        except TimeoutError as exc:
-            raise DemoError(
-                f"firegrid ingest did not become healthy in {timeout:.0f} s; see {self.log_path}"
-            ) from exc
-        if not self.running:
-            assert self.proc is not None
-            raise DemoError(
-                f"firegrid ingest exited at start-up (code {self.proc.returncode}); see {self.log_path}: "
-                f"{_tail(self.log_path)}"
-            )
-
-    def health(self, timeout: float = 1.0) -> dict[str, Any] | None:
-        try:
-            response = httpx.get(f"http://{self.http}/healthz", timeout=timeout)
-        except httpx.HTTPError:
-            return None
-        if response.status_code != 200:
-            return None
-        with contextlib.suppress(ValueError):
-            body = response.json()
-            if isinstance(body, dict):
-                return body
-        return None
-
-    def healthy(self) -> bool:
-        health = self.health(timeout=0.5)
-        return health is not None and health.get("mqtt") == "connected"
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (ingest drains), then SIGKILL after ``timeout``; returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return self.returncode
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        self.returncode = proc.returncode
-        self.proc = None
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
 
 
 # -- the alert feed ------------------------------------------------------------------------------
@@ -548,7 +388,7 @@ class Demo:
         self.state = _State()
         self.mosquitto: Mosquitto | None = None
         self.influxd: Influxd | None = None
-        self.ingest: _Ingest | None = None
+        self.ingest: Ingest | None = None
         self.feed: AlertFeed | None = None
         self.simulator: _Simulator | None = None
         self.world: dict[str, Any] = {}
@@ -558,6 +398,7 @@ class Demo:
         self._influx_before: dict[str, int] | None = None
         self._wake = threading.Event()
         self._lock_file: IO[str] | None = None
+        self._pid_file = PidFile(self.dir / "pids")
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -570,21 +411,14 @@ class Demo:
         with contextlib.suppress(OSError):  # a closed pipe (| head) must not stop the clean-up
             self.console.print(text)
 
+    def _children(self) -> list[ChildProcess]:
+        """The processes started so far, in start order."""
+        return [c for c in (self.mosquitto, self.influxd, self.ingest) if c is not None]
+
     def _record_pids(self) -> None:
-        pids = {}
-        for name, proc in (
-            ("mosquitto", self.mosquitto.proc if self.mosquitto else None),
-            ("influxd", self.influxd.proc if self.influxd else None),
-            ("ingest", self.ingest.proc if self.ingest else None),
-        ):
-            if proc is not None and proc.poll() is None:
-                pids[name] = proc.pid
+        pids = {c.name: pid for c in self._children() if c.running and (pid := c.pid) is not None}
         self.state.pids.update(pids)
-        path = self.dir / "pids"
-        if pids:
-            path.write_text(json.dumps(pids) + "\n")
-        else:
-            path.unlink(missing_ok=True)
+        self._pid_file.write(pids)
 
     def _lock(self) -> None:
         self._lock_file = (self.dir / "demo.lock").open("a+")
@@ -597,25 +431,11 @@ class Demo:
 
     def _stop_leftovers(self) -> None:
         """Processes an earlier demo in this directory left behind (it was killed)."""
-        path = self.dir / "pids"
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return
-        if not isinstance(recorded, dict):
-            return
-        for name, pid in recorded.items():
-            if not isinstance(pid, int) or not _alive(pid) or str(self.dir) not in _cmdline(pid):
-                continue
+
+        def say(name: str, pid: int) -> None:
             self.say(f"stopping {name} (pid {pid}) left running by an earlier demo in {self._rel(self.dir)}")
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                wait_for(lambda pid=pid: not _alive(pid), 15, name, interval=0.1)  # type: ignore[misc]
-            if _alive(pid):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-        path.unlink(missing_ok=True)
+
+        self._pid_file.stop_leftovers(str(self.dir), on_stop=say)
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -637,14 +457,8 @@ class Demo:
             self._kill_children()
 
     def _kill_children(self) -> None:
-        for proc in (
-            self.ingest.proc if self.ingest else None,
-            self.influxd.proc if self.influxd else None,
-            self.mosquitto.proc if self.mosquitto else None,
-        ):
-            if proc is not None and proc.poll() is None:
-                with contextlib.suppress(OSError):
-                    proc.kill()
+        for child in reversed(self._children()):
+            child.kill()
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
@@ -661,29 +475,37 @@ class Demo:
 
     # -- start-up --------------------------------------------------------------------------------
 
+    @staticmethod
+    def _port(requested: int | None, usual: int, option: str) -> tuple[int, str]:
+        """The port to use, and a note when it is not the usual one because that one is taken."""
+        try:
+            port = pick_port(requested, usual)
+        except PortInUseError as exc:
+            raise DemoError(
+                f"port {exc.port} ({option}) is already in use; choose another, or leave {option} out "
+                "to use a free one"
+            ) from exc
+        return port, "" if requested or port == usual else f" ({usual} is in use)"
+
+    def _start(self, child: ChildProcess, timeout: float) -> None:
+        child.start(timeout)
+        self._record_pids()
+
     def _start_services(self) -> None:
         o = self.options
-        mqtt_port = _pick_port(o.mqtt_port, DEFAULT_MQTT_PORT, "--mqtt-port")
-        influx_port = _pick_port(o.influx_port, DEFAULT_INFLUX_PORT, "--influx-port")
-        self.mosquitto = _DemoMosquitto(self.dir / "mosquitto", port=mqtt_port)
-        self.mosquitto.start()
-        self._record_pids()
-        note = "" if o.mqtt_port or mqtt_port == DEFAULT_MQTT_PORT else f" ({DEFAULT_MQTT_PORT} is in use)"
+        mqtt_port, mqtt_note = self._port(o.mqtt_port, DEFAULT_MQTT_PORT, "--mqtt-port")
+        influx_port, influx_note = self._port(o.influx_port, DEFAULT_INFLUX_PORT, "--influx-port")
+        self.mosquitto = Mosquitto(self.dir / "mosquitto", port=mqtt_port, die_with_parent=True)
+        self._start(self.mosquitto, timeout=30)
         self.say(
-            f"[bold]mosquitto[/] {self.mosquitto.url}{note}  pid {_pid(self.mosquitto.proc)}, "
+            f"[bold]mosquitto[/] {self.mosquitto.url}{mqtt_note}  pid {self.mosquitto.pid}, "
             f"log {self._rel(self.mosquitto.log_path)}"
         )
-        self.influxd = _DemoInfluxd(self.dir / "influxdb", port=influx_port)
-        self.influxd.start(timeout=60)
-        self._record_pids()
-        note = (
-            ""
-            if o.influx_port or influx_port == DEFAULT_INFLUX_PORT
-            else f" ({DEFAULT_INFLUX_PORT} is in use)"
-        )
+        self.influxd = Influxd(self.dir / "influxdb", port=influx_port, die_with_parent=True)
+        self._start(self.influxd, timeout=60)
         self.say(
-            f"[bold]influxd[/]   {self.influxd.url}{note}  database {INFLUX_DB}, "
-            f"pid {_pid(self.influxd.proc)}, data {self._rel(self.influxd.workdir)}"
+            f"[bold]influxd[/]   {self.influxd.url}{influx_note}  database {INFLUX_DB}, "
+            f"pid {self.influxd.pid}, data {self._rel(self.influxd.workdir)}"
         )
         self._influx_before = self._influx_counts()
 
@@ -728,7 +550,7 @@ class Demo:
 
     def _start_ingest(self) -> None:
         assert self.mosquitto is not None and self.influxd is not None
-        http_port = _pick_port(self.options.http_port, DEFAULT_HTTP_PORT, "--http-port")
+        http_port, note = self._port(self.options.http_port, DEFAULT_HTTP_PORT, "--http-port")
         http = f"127.0.0.1:{http_port}"
         data = self.dir / "data"
         settings = {
@@ -746,17 +568,10 @@ class Demo:
             + "\n"
             + "".join(f"{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in settings.items())
         )
-        self.ingest = _Ingest(self.dir, config, http, self.dir / "ingest.log")
-        self.ingest.start()
-        self._record_pids()
-        pid = self.ingest.proc.pid if self.ingest.proc else "?"
-        note = (
-            ""
-            if self.options.http_port or http_port == DEFAULT_HTTP_PORT
-            else f" ({DEFAULT_HTTP_PORT} is in use)"
-        )
+        self.ingest = Ingest(self.dir, config, http, die_with_parent=True)
+        self._start(self.ingest, timeout=60)
         self.say(
-            f"[bold]ingest[/]    http://{http}/healthz{note}  pid {pid}, "
+            f"[bold]ingest[/]    http://{http}/healthz{note}  pid {self.ingest.pid}, "
             f"log {self._rel(self.ingest.log_path)}, state {self._rel(data)}"
         )
 
@@ -842,8 +657,8 @@ class Demo:
         if not self.ingest.running:
             code = self.ingest.proc.poll() if self.ingest.proc else None
             raise DemoError(
-                f"firegrid ingest exited (code {code}); see {self.ingest.log_path}: "
-                f"{_tail(self.ingest.log_path)}"
+                f"{self.ingest.label} exited (code {code}); see {self.ingest.log_path}: "
+                f"{self.ingest.log_tail(3)}"
             )
         if self.simulator.error is not None:
             raise DemoError(f"simulator: {self.simulator.error}")
@@ -944,7 +759,7 @@ class Demo:
             info["ingest_exit"] = code
             if code not in (0, None):
                 problems.append(
-                    f"firegrid ingest exited with code {code} (see {self._rel(self.ingest.log_path)})"
+                    f"{self.ingest.label} exited with code {code} (see {self._rel(self.ingest.log_path)})"
                 )
             self._record_pids()
         if self.feed is not None:
@@ -965,15 +780,7 @@ class Demo:
                 with contextlib.suppress(Exception):
                     service.stop(kill=True)
             self._record_pids()
-        left = [
-            f"{name} (pid {proc.pid})"
-            for name, proc in (
-                ("ingest", self.ingest.proc if self.ingest else None),
-                ("influxd", self.influxd.proc if self.influxd else None),
-                ("mosquitto", self.mosquitto.proc if self.mosquitto else None),
-            )
-            if proc is not None and proc.poll() is None
-        ]
+        left = [f"{c.name} (pid {c.pid})" for c in reversed(self._children()) if c.running]
         if left:
             problems.append("still running: " + ", ".join(left))
         info["problems"] = problems
