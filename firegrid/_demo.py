@@ -23,7 +23,6 @@ import collections
 import contextlib
 import fcntl
 import json
-import math
 import os
 import signal
 import sys
@@ -36,13 +35,12 @@ from types import FrameType
 from typing import IO, Any
 
 import httpx
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from devices import FiregridError
+from firegrid._alert_feed import SEVERITIES, Alert, AlertFeed
 from firegrid._services import (
     ChildProcess,
     Influxd,
@@ -61,8 +59,7 @@ DEFAULT_HTTP_PORT = 8080
 INFLUX_DB = "firegrid"
 BACKGROUND_CHUNK_S = 3600.0
 """After the scenario: background traffic in runs of this length, until the end."""
-FEED_ROWS = 200
-SEVERITY_STYLE = {"critical": "bold red", "major": "yellow", "minor": "cyan"}
+SEVERITY_STYLE = dict(zip(SEVERITIES, ("bold red", "yellow", "cyan"), strict=True))
 MEASUREMENTS = {
     "smoke": "alarm",
     "electrical": "residual_ma",
@@ -92,187 +89,6 @@ class DemoOptions:
     influx_port: int | None = None
     http_port: int | None = None
     """None: the usual port when it is free, else a free one."""
-
-
-# -- the alert feed ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Alert:
-    arrival_ms: int
-    event_id: str
-    type: str
-    severity: str
-    state: str
-    cleared: bool
-    escalated: bool
-    district: str
-    grid_id: str
-    where: str
-    latency_ms: int | None
-    count: int = 1
-
-    @property
-    def state_text(self) -> str:
-        text = self.state + (f" ×{self.count}" if self.count > 1 else "")
-        return text + (" cleared" if self.cleared else "") + (" escalated" if self.escalated else "")
-
-    @classmethod
-    def parse(cls, body: dict[str, Any], arrival_ms: int) -> Alert:
-        """The fields shown, from an event's JSON (CONTRACT §8); missing ones become "" or "?"."""
-
-        def text(name: str) -> str:
-            value = body.get(name)
-            return "" if value is None else str(value)
-
-        changed = body.get("updated_at", body.get("raised_at"))
-        latency = (
-            arrival_ms - int(changed)
-            if isinstance(changed, int | float) and not isinstance(changed, bool)
-            else None
-        )
-        return cls(
-            arrival_ms=arrival_ms,
-            event_id=text("event_id"),
-            type=text("type") or "?",
-            severity=text("severity") or "?",
-            state=text("state") or "?",
-            cleared=body.get("cleared") is True,
-            escalated=body.get("escalated") is True,
-            district=text("district"),
-            grid_id=text("grid_id"),
-            where=text("device_id") or text("site_id"),
-            latency_ms=latency,
-            count=count if isinstance(count := body.get("count"), int) and not isinstance(count, bool) else 1,
-        )
-
-
-class AlertFeed:
-    """Subscribes to ``alerts/#``; keeps the grid alerts (each event change once), counts the rest.
-
-    An event is published to its grid's topic at every change, critical ones also to a station's
-    topic, escalations also to ``alerts/{district}/escalations``: only the grid topic is counted
-    as an alert, the others are counted on their own.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.lock = threading.Lock()
-        self.alerts: list[Alert] = []
-        self.recent: collections.deque[Alert] = collections.deque(maxlen=FEED_ROWS)
-        self.unseen: collections.deque[Alert] = collections.deque()
-        self.events: dict[str, tuple[str, str]] = {}
-        """event_id → (type, latest severity)."""
-        self.station_messages = 0
-        self.escalation_messages = 0
-        self.malformed = 0
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"firegrid-demo-feed-{os.getpid()}", protocol=mqtt.MQTTv311
-        )
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-
-    def start(self, timeout: float = 10.0) -> None:
-        try:
-            self.client.connect("127.0.0.1", self.port, keepalive=30)
-        except OSError as exc:
-            raise DemoError(f"cannot subscribe to the alerts on 127.0.0.1:{self.port}: {exc}") from exc
-        self.client.loop_start()
-        if not self._subscribed.wait(timeout):
-            raise DemoError(
-                f"no answer to the alerts subscription from 127.0.0.1:{self.port} in {timeout:g} s"
-            )
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.disconnect()
-        with contextlib.suppress(Exception):
-            self.client.loop_stop()
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
-    ) -> None:
-        if not getattr(reason, "is_failure", False):
-            client.subscribe("alerts/#", qos=1)
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: Any, reasons: Any, properties: Any
-    ) -> None:
-        self._subscribed.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        arrival_ms = int(time.time() * 1000)
-        try:
-            self.add(message.topic, bytes(message.payload), arrival_ms)
-        except Exception:  # nothing on the alerts topics may stop the feed
-            with self.lock:
-                self.malformed += 1
-
-    def add(self, topic: str, payload: bytes, arrival_ms: int) -> None:
-        parts = topic.split("/")
-        try:
-            body = json.loads(payload)
-        except ValueError:
-            body = None
-        with self.lock:
-            if not isinstance(body, dict) or len(parts) != 3:
-                self.malformed += 1
-                return
-            if parts[1] == "station":
-                self.station_messages += 1
-                return
-            if parts[2] != body.get("grid_id"):
-                if parts[2] == "escalations":
-                    self.escalation_messages += 1
-                else:
-                    self.malformed += 1
-                return
-            alert = Alert.parse(body, arrival_ms)
-            self.alerts.append(alert)
-            self.recent.append(alert)
-            self.unseen.append(alert)
-            first = self.events.get(alert.event_id)
-            self.events[alert.event_id] = (first[0] if first else alert.type, alert.severity)
-
-    def take_unseen(self) -> list[Alert]:
-        with self.lock:
-            out = list(self.unseen)
-            self.unseen.clear()
-            return out
-
-    def snapshot(self) -> tuple[list[Alert], int, int]:
-        """Recent alerts (newest first), alert messages, distinct events."""
-        with self.lock:
-            return list(reversed(self.recent)), len(self.alerts), len(self.events)
-
-    def stats(self) -> dict[str, Any]:
-        with self.lock:
-            latencies = sorted(a.latency_ms for a in self.alerts if a.latency_ms is not None)
-            by_type = collections.Counter(t for t, _ in self.events.values())
-            severities = collections.Counter(s for _, s in self.events.values())
-            order = {name: i for i, name in enumerate(SEVERITY_STYLE)}
-            by_severity = dict(sorted(severities.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
-            return {
-                "messages": len(self.alerts),
-                "events": len(self.events),
-                "by_type": dict(by_type.most_common()),
-                "by_severity": by_severity,
-                "latency_ms_p50": _percentile(latencies, 0.50),
-                "latency_ms_p99": _percentile(latencies, 0.99),
-                "latency_ms_max": latencies[-1] if latencies else None,
-                "station_messages": self.station_messages,
-                "escalation_messages": self.escalation_messages,
-                "malformed": self.malformed,
-            }
-
-
-def _percentile(ordered: list[int], q: float) -> int | None:
-    if not ordered:
-        return None
-    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))  # nearest rank
-    return ordered[index]
 
 
 # -- the simulator thread ------------------------------------------------------------------------
@@ -600,14 +416,14 @@ class Demo:
                 style="" if ok else "yellow",
             )
         if feed is not None:
-            _, messages, events = feed.snapshot()
-            text.append(f"  │ alerts {messages:,} ({events:,} events)")
+            view = feed.view()
+            text.append(f"  │ alerts {view.messages:,} ({view.events:,} events)")
         text.append("  │ Ctrl-C to stop", style="dim")
         return text
 
     def _render(self) -> RenderableType:
         assert self.feed is not None
-        recent, messages, _ = self.feed.snapshot()
+        view = self.feed.view()
         rows = max(3, self.console.size.height - 6)
         table = Table(box=None, header_style="bold dim", pad_edge=False, padding=(0, 2, 0, 0))
         for name, justify in (
@@ -621,7 +437,7 @@ class Demo:
             ("latency", "right"),
         ):
             table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        for alert in recent[:rows]:
+        for alert in view.recent[:rows]:
             table.add_row(
                 _clock(alert.arrival_ms),
                 alert.district,
@@ -633,7 +449,7 @@ class Demo:
                 _fmt_ms(alert.latency_ms),
             )
         parts: list[RenderableType] = [self._status()]
-        if not messages:
+        if not view.messages:
             parts.append(
                 Text("no alerts yet: they appear here as the scenario's hazards reach the rules", style="dim")
             )
@@ -791,7 +607,7 @@ class Demo:
         sim = self.simulator
         end = self.run_ended_at or time.monotonic()
         elapsed = end - self.run_started_at if self.run_started_at else 0.0
-        feed_stats = self.feed.stats() if self.feed is not None else {}
+        feed_stats = self.feed.stats().to_json() if self.feed is not None else {}
         points = info.get("influx_points")
         return {
             "dir": str(self.dir),
@@ -906,7 +722,10 @@ class Demo:
                 self._start_ingest()
                 assert self.mosquitto is not None
                 self.feed = AlertFeed(self.mosquitto.port)
-                self.feed.start()
+                try:
+                    self.feed.start()
+                except ConnectionError as exc:
+                    raise DemoError(str(exc)) from exc
                 self._run_loop()
             except KeyboardInterrupt:
                 self.state.stop_reason = self.state.stop_reason or "Ctrl-C"

@@ -19,7 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from firegrid._demo import AlertFeed
+from devices import Topics
+from firegrid._alert_feed import AlertFeed
 from firegrid._services import free_port
 
 SMALL = ["--scale", "0.02", "--rate", "200", "--no-live"]
@@ -214,15 +215,29 @@ def test_feed_counts_each_event_change_once() -> None:
     feed.add("alerts/D01/D01-G0001", b"not json", 3_006)
     feed.add("alerts/D01/D01-G0001", b'{"grid_id": "D01-G0001", "updated_at": "soon"}', 3_007)
     stats = feed.stats()
-    assert stats["messages"] == 3
-    assert stats["events"] == 2  # E1 and an event without id
-    assert stats["by_type"] == {"FIRE_ALARM": 1, "?": 1}
-    assert stats["station_messages"] == 1
-    assert stats["escalation_messages"] == 1
-    assert stats["malformed"] == 1
-    assert stats["latency_ms_p50"] == 5
-    assert stats["latency_ms_p99"] == 15
-    recent, messages, events = feed.snapshot()
-    assert (messages, events) == (3, 2)
-    assert [a.latency_ms for a in recent] == [None, 5, 15]
-    assert recent[1].escalated and recent[1].where == "D01-SD00001"
+    assert stats.messages == 3
+    assert stats.events == 2  # E1 and an event without id
+    assert stats.by_type == {"FIRE_ALARM": 1, "?": 1}
+    assert stats.station_messages == 1
+    assert stats.escalation_messages == 1
+    assert stats.malformed == 1
+    assert stats.latency_ms_p50 == 5
+    assert stats.latency_ms_p99 == 15
+    view = feed.view()
+    assert (view.messages, view.events) == (3, 2)
+    assert [a.latency_ms for a in view.recent] == [None, 5, 15]
+    assert view.recent[1].escalated and view.recent[1].where == "D01-SD00001"
+
+
+def test_feed_reads_topics_through_the_deployment_prefix() -> None:
+    feed = AlertFeed(port=1, topics=Topics("t1/"))
+    event = json.dumps({"event_id": "E1", "grid_id": "D01-G0001", "updated_at": 1_000}).encode()
+    feed.add("t1/alerts/D01/D01-G0001", event, 1_010)
+    feed.add("t1/alerts/station/D01-ST01", event, 1_011)
+    feed.add("t1/alerts/D01/escalations", event, 1_012)
+    feed.add("alerts/D01/D01-G0001", event, 1_013)  # another deployment's prefix
+    feed.add("t1/alerts/D01", event, 1_014)
+    feed.add("t1/alerts/D01/D01-G0002", event, 1_015)  # grid_id unlike the topic's
+    stats = feed.stats()
+    assert (stats.messages, stats.station_messages, stats.escalation_messages) == (1, 1, 1)
+    assert stats.malformed == 3
