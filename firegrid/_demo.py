@@ -15,15 +15,21 @@ Leaving no process behind: every child runs in its own session (a Ctrl-C in the 
 only the demo, which then stops them in order), under ``setpriv --pdeathsig TERM`` where
 available (a demo killed with SIGKILL still takes them down), and a later demo in the same
 directory stops whatever an earlier one left in ``DIR/pids``.
+
+This module runs the demo: ports, start-up in order, the loop, stopping in order. Its parts::
+
+    firegrid/_services.py       the child processes (mosquitto, influxd, ingest), ports, pids
+    firegrid/_alert_feed.py     the subscription to alerts/#, its counts and latencies
+    firegrid/_demo_traffic.py   the simulator's thread: the scenario, then background traffic
+    firegrid/_demo_summary.py   what a run did (DemoSummary), for the screen and summary.json
+    firegrid/_demo_screen.py    what is shown: status line, live table or lines, the summary
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fcntl
 import json
-import os
 import signal
 import sys
 import threading
@@ -35,12 +41,13 @@ from types import FrameType
 from typing import IO, Any
 
 import httpx
-from rich.console import Console, Group, RenderableType
-from rich.table import Table
+from rich.console import Console, RenderableType
 from rich.text import Text
 
-from devices import FiregridError
-from firegrid._alert_feed import SEVERITIES, Alert, AlertFeed
+from firegrid._alert_feed import AlertFeed
+from firegrid._demo_screen import alert_line, live_screen, print_summary, rel, status_line
+from firegrid._demo_summary import DemoSummary, StoredPoints, TrafficTotals
+from firegrid._demo_traffic import DemoTraffic
 from firegrid._services import (
     ChildProcess,
     Influxd,
@@ -51,15 +58,12 @@ from firegrid._services import (
     ServiceStartError,
     pick_port,
 )
-from simulators import RunOptions, RunSummary, ScenarioError, run_traffic, write_world
+from simulators import write_world
 
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_INFLUX_PORT = 8086
 DEFAULT_HTTP_PORT = 8080
 INFLUX_DB = "firegrid"
-BACKGROUND_CHUNK_S = 3600.0
-"""After the scenario: background traffic in runs of this length, until the end."""
-SEVERITY_STYLE = dict(zip(SEVERITIES, ("bold red", "yellow", "cyan"), strict=True))
 MEASUREMENTS = {
     "smoke": "alarm",
     "electrical": "residual_ma",
@@ -91,98 +95,18 @@ class DemoOptions:
     """None: the usual port when it is free, else a free one."""
 
 
-# -- the simulator thread ------------------------------------------------------------------------
-
-
-class _Simulator(threading.Thread):
-    """The scenario, then background traffic, until ``stop`` is set."""
-
-    def __init__(self, registry: Path, url: str, rate: float, scenario: str, seed: int) -> None:
-        super().__init__(name="simulator", daemon=True)
-        self.registry = registry
-        self.url = url
-        self.rate = rate
-        self.scenario = scenario
-        self.seed = seed
-        self.stop_event = threading.Event()
-        self.summaries: list[RunSummary] = []
-        self.error: str | None = None
-        self.phase = "starting"
-        self._done = 0
-        self.sent = 0
-        self.started_at = 0.0
-
-    def _on_block(self, sent: int) -> None:
-        self.sent = self._done + sent
-
-    def _run_once(self, options: RunOptions) -> None:
-        summary = run_traffic(
-            options, console=Console(stderr=True, quiet=True), stop=self.stop_event, on_block=self._on_block
-        )
-        self.summaries.append(summary)
-        self._done += summary.sent
-        self.sent = self._done
-
-    def run(self) -> None:
-        self.started_at = time.monotonic()
-        common: dict[str, Any] = {
-            "registry": self.registry,
-            "url": self.url,
-            "rate": self.rate,
-            "seed": self.seed,
-            "progress": False,
-            "client_id": f"firegrid-demo-sim-{os.getpid()}",
-        }
-        try:
-            self.phase = f"scenario {self.scenario}"
-            self._run_once(RunOptions(scenario=self.scenario, **common))
-            while not self.stop_event.is_set():
-                self.phase = "background traffic"
-                self._run_once(RunOptions(duration=BACKGROUND_CHUNK_S, time_scale=1.0, **common))
-        except (FiregridError, ScenarioError, ConnectionError, OSError, ValueError) as exc:
-            self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        except Exception as exc:  # reported by the main thread, which stops everything
-            self.error = f"simulator failed: {type(exc).__name__}: {exc}"
-        finally:
-            self.phase = "stopped"
-
-    @property
-    def per_kind(self) -> dict[str, int]:
-        total: collections.Counter[str] = collections.Counter()
-        for summary in self.summaries:
-            total.update(summary.per_kind)
-        return dict(sorted(total.items()))
-
-    @property
-    def warnings(self) -> list[str]:
-        seen: list[str] = []
-        for summary in self.summaries:
-            seen.extend(w for w in summary.warnings if w not in seen and not w.startswith("interrupted"))
-        return seen
-
-
 # -- the demo ----------------------------------------------------------------------------------
 
 
-def _fmt_ms(value: int | None) -> str:
-    return "-" if value is None else f"{value:,} ms"
+@dataclass(frozen=True, slots=True)
+class _Stopped:
+    """What stopping found out."""
 
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def _fmt_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} {n:,}" for name, n in counts.items()) or "none"
-
-
-def _clock(ms: int) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60:d}:{seconds % 60:02d}"
+    ingest_exit: int | None
+    points: dict[str, int] | None
+    """New points per measurement; None when InfluxDB could not be counted."""
+    points_in_db: int | None
+    problems: tuple[str, ...]
 
 
 @dataclass
@@ -206,9 +130,8 @@ class Demo:
         self.influxd: Influxd | None = None
         self.ingest: Ingest | None = None
         self.feed: AlertFeed | None = None
-        self.simulator: _Simulator | None = None
+        self.simulator: DemoTraffic | None = None
         self.world: dict[str, Any] = {}
-        self.started_at = time.monotonic()
         self.run_started_at: float | None = None
         self.run_ended_at: float | None = None
         self._influx_before: dict[str, int] | None = None
@@ -217,11 +140,6 @@ class Demo:
         self._pid_file = PidFile(self.dir / "pids")
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _rel(self, path: Path) -> str:
-        with contextlib.suppress(ValueError):
-            return str(path.relative_to(Path.cwd()))
-        return str(path)
 
     def say(self, text: str) -> None:
         with contextlib.suppress(OSError):  # a closed pipe (| head) must not stop the clean-up
@@ -241,15 +159,13 @@ class Demo:
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            raise DemoError(
-                f"another firegrid demo is running in {self._rel(self.dir)}; stop it first"
-            ) from exc
+            raise DemoError(f"another firegrid demo is running in {rel(self.dir)}; stop it first") from exc
 
     def _stop_leftovers(self) -> None:
         """Processes an earlier demo in this directory left behind (it was killed)."""
 
         def say(name: str, pid: int) -> None:
-            self.say(f"stopping {name} (pid {pid}) left running by an earlier demo in {self._rel(self.dir)}")
+            self.say(f"stopping {name} (pid {pid}) left running by an earlier demo in {rel(self.dir)}")
 
         self._pid_file.stop_leftovers(str(self.dir), on_stop=say)
 
@@ -315,13 +231,13 @@ class Demo:
         self._start(self.mosquitto, timeout=30)
         self.say(
             f"[bold]mosquitto[/] {self.mosquitto.url}{mqtt_note}  pid {self.mosquitto.pid}, "
-            f"log {self._rel(self.mosquitto.log_path)}"
+            f"log {rel(self.mosquitto.log_path)}"
         )
         self.influxd = Influxd(self.dir / "influxdb", port=influx_port, die_with_parent=True)
         self._start(self.influxd, timeout=60)
         self.say(
             f"[bold]influxd[/]   {self.influxd.url}{influx_note}  database {INFLUX_DB}, "
-            f"pid {self.influxd.pid}, data {self._rel(self.influxd.workdir)}"
+            f"pid {self.influxd.pid}, data {rel(self.influxd.workdir)}"
         )
         self._influx_before = self._influx_counts()
 
@@ -338,7 +254,7 @@ class Demo:
                 and (registry / "devices.csv").is_file()
             ):
                 self.world = known
-                self.say(f"[bold]world[/]     {self._rel(registry)} (kept: {self._world_text()})")
+                self.say(f"[bold]world[/]     {rel(registry)} (kept: {self._world_text()})")
                 return
         stamp.unlink(missing_ok=True)
         try:
@@ -353,7 +269,7 @@ class Demo:
             "devices": dict(summary.devices),
         }
         stamp.write_text(json.dumps(self.world, indent=1) + "\n")
-        self.say(f"[bold]world[/]     {self._rel(registry)} (new: {self._world_text()})")
+        self.say(f"[bold]world[/]     {rel(registry)} (new: {self._world_text()})")
 
     def _world_text(self) -> str:
         w = self.world
@@ -388,79 +304,25 @@ class Demo:
         self._start(self.ingest, timeout=60)
         self.say(
             f"[bold]ingest[/]    http://{http}/healthz{note}  pid {self.ingest.pid}, "
-            f"log {self._rel(self.ingest.log_path)}, state {self._rel(data)}"
+            f"log {rel(self.ingest.log_path)}, state {rel(data)}"
         )
 
     # -- running ---------------------------------------------------------------------------------
 
     def _status(self) -> Text:
-        sim = self.simulator
-        feed = self.feed
         elapsed = time.monotonic() - (self.run_started_at or time.monotonic())
-        text = Text()
-        text.append("● ", style="bold green")
-        clock = _duration(elapsed)
-        if self.options.duration is not None:
-            clock += f" / {_duration(self.options.duration)}"
-        text.append(clock)
-        if sim is not None:
-            rate = sim.sent / elapsed if elapsed > 0.5 else 0.0
-            text.append(f"  │ simulator {sim.sent:,} msgs ({rate:,.0f}/s), {sim.phase}")
-        health = self.state.health
-        if health is None:
-            text.append("  │ ingest: no answer", style="red")
-        else:
-            ok = health.get("status") == "ok"
-            text.append(
-                f"  │ ingest {health.get('status')}, spool {health.get('spool_depth', '?')}",
-                style="" if ok else "yellow",
-            )
-        if feed is not None:
-            view = feed.view()
-            text.append(f"  │ alerts {view.messages:,} ({view.events:,} events)")
-        text.append("  │ Ctrl-C to stop", style="dim")
-        return text
+        sim = self.simulator
+        return status_line(
+            elapsed,
+            self.options.duration,
+            (sim.sent, sim.phase) if sim is not None else None,
+            self.state.health,
+            self.feed.view() if self.feed is not None else None,
+        )
 
     def _render(self) -> RenderableType:
         assert self.feed is not None
-        view = self.feed.view()
-        rows = max(3, self.console.size.height - 6)
-        table = Table(box=None, header_style="bold dim", pad_edge=False, padding=(0, 2, 0, 0))
-        for name, justify in (
-            ("time", "left"),
-            ("district", "left"),
-            ("grid", "left"),
-            ("type", "left"),
-            ("severity", "left"),
-            ("device/site", "left"),
-            ("state", "left"),
-            ("latency", "right"),
-        ):
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        for alert in view.recent[:rows]:
-            table.add_row(
-                _clock(alert.arrival_ms),
-                alert.district,
-                alert.grid_id,
-                alert.type,
-                Text(alert.severity, style=SEVERITY_STYLE.get(alert.severity, "")),
-                alert.where,
-                alert.state_text,
-                _fmt_ms(alert.latency_ms),
-            )
-        parts: list[RenderableType] = [self._status()]
-        if not view.messages:
-            parts.append(
-                Text("no alerts yet: they appear here as the scenario's hazards reach the rules", style="dim")
-            )
-        parts.append(table)
-        return Group(*parts)
-
-    def _print_alert(self, alert: Alert) -> None:
-        self.say(
-            f"alert {_clock(alert.arrival_ms)} {alert.district} {alert.grid_id} {alert.type} "
-            f"{alert.severity} {alert.where} {alert.state_text} latency {_fmt_ms(alert.latency_ms)}"
-        )
+        return live_screen(self._status(), self.feed.view(), rows=max(3, self.console.size.height - 6))
 
     def _check(self) -> None:
         """Raise DemoError when a part died."""
@@ -489,7 +351,7 @@ class Demo:
         from rich.live import Live
 
         assert self.mosquitto is not None and self.feed is not None
-        self.simulator = _Simulator(
+        self.simulator = DemoTraffic(
             self.dir / "registry",
             self.mosquitto.url,
             self.options.rate,
@@ -527,7 +389,7 @@ class Demo:
                         live.update(self._render(), refresh=True)
                     else:
                         for alert in self.feed.take_unseen():
-                            self._print_alert(alert)
+                            self.say(alert_line(alert))
                         if time.monotonic() >= next_status:
                             next_status += 5.0
                             self.say(self._status().plain)
@@ -560,22 +422,22 @@ class Demo:
             counts[name] = int(value or 0)
         return counts
 
-    def _shutdown(self) -> dict[str, Any]:
+    def _shutdown(self) -> _Stopped:
         """Stop everything in order; returns what the summary needs. Never raises."""
         self.state.phase = "stopping"
-        info: dict[str, Any] = {}
+        ingest_exit: int | None = None
+        points: dict[str, int] | None = None
+        in_db: int | None = None
         problems: list[str] = []
         force = self.state.signals >= 2
-        if self.simulator is not None and self.simulator.is_alive():
-            self.simulator.stop_event.set()
-            self.simulator.join(3 if force else 40)
+        if self.simulator is not None:
+            self.simulator.stop(timeout=3 if force else 40)
         if self.ingest is not None and self.ingest.proc is not None:
             self.say("stopping: ingest drains what it received…")
-            code = self.ingest.stop(timeout=5 if force else 40)
-            info["ingest_exit"] = code
-            if code not in (0, None):
+            ingest_exit = self.ingest.stop(timeout=5 if force else 40)
+            if ingest_exit not in (0, None):
                 problems.append(
-                    f"{self.ingest.label} exited with code {code} (see {self._rel(self.ingest.log_path)})"
+                    f"{self.ingest.label} exited with code {ingest_exit} (see {rel(self.ingest.log_path)})"
                 )
             self._record_pids()
         if self.feed is not None:
@@ -584,13 +446,13 @@ class Demo:
         if self._influx_before is not None:
             after = self._influx_counts()
             if after is not None:
-                info["influx_points"] = {k: n - self._influx_before.get(k, 0) for k, n in after.items()}
-                info["influx_points_in_db"] = sum(after.values())
+                points = {k: n - self._influx_before.get(k, 0) for k, n in after.items()}
+                in_db = sum(after.values())
         for service in (self.influxd, self.mosquitto):
             if service is None:
                 continue
             try:
-                service.stop(timeout=3 if self.state.signals >= 2 else 20)
+                service.stop(timeout=3 if force else 20)
             except Exception as exc:
                 problems.append(f"stopping {service.name}: {exc}")
                 with contextlib.suppress(Exception):
@@ -599,110 +461,33 @@ class Demo:
         left = [f"{c.name} (pid {c.pid})" for c in reversed(self._children()) if c.running]
         if left:
             problems.append("still running: " + ", ".join(left))
-        info["problems"] = problems
-        return info
+        return _Stopped(ingest_exit, points, in_db, tuple(problems))
 
-    def _summary(self, info: dict[str, Any]) -> dict[str, Any]:
+    def _summary(self, stopped: _Stopped) -> DemoSummary:
+        assert self.run_started_at is not None and self.feed is not None
         o = self.options
-        sim = self.simulator
         end = self.run_ended_at or time.monotonic()
-        elapsed = end - self.run_started_at if self.run_started_at else 0.0
-        feed_stats = self.feed.stats().to_json() if self.feed is not None else {}
-        points = info.get("influx_points")
-        return {
-            "dir": str(self.dir),
-            "stopped_by": self.state.stop_reason or ("error" if self.state.error else "end"),
-            "error": self.state.error,
-            "seconds": round(elapsed, 1),
-            "scale": o.scale,
-            "seed": o.seed,
-            "scenario": o.scenario,
-            "rate": o.rate,
-            "sent": sim.sent if sim else 0,
-            "sent_per_kind": sim.per_kind if sim else {},
-            "simulator_warnings": sim.warnings if sim else [],
-            "alerts": feed_stats,
-            "influx_url": self.influxd.url if self.influxd else None,
-            "influx_db": INFLUX_DB,
-            "influx_points": points,
-            "influx_points_total": sum(points.values()) if points else 0,
-            "influx_points_in_db": info.get("influx_points_in_db"),
-            "ingest_exit": info.get("ingest_exit"),
-            "pids": self.state.pids,
-            "problems": info.get("problems", []),
-        }
-
-    def _print_summary(self, summary: dict[str, Any]) -> None:
-        rows: list[tuple[str, str]] = []
-
-        def row(label: str, value: str) -> None:
-            rows.append((label, value))
-
-        reason = {"duration": "--duration reached", "error": "an error"}.get(
-            summary["stopped_by"], summary["stopped_by"]
+        return DemoSummary(
+            dir=self.dir,
+            stopped_by=self.state.stop_reason or ("error" if self.state.error else "end"),
+            error=self.state.error,
+            seconds=round(end - self.run_started_at, 1),
+            scale=o.scale,
+            seed=o.seed,
+            scenario=o.scenario,
+            rate=o.rate,
+            traffic=self.simulator.totals() if self.simulator is not None else TrafficTotals(),
+            alerts=self.feed.stats(),
+            influx=StoredPoints(
+                url=self.influxd.url if self.influxd else None,
+                db=INFLUX_DB,
+                new=stopped.points,
+                in_db=stopped.points_in_db,
+            ),
+            ingest_exit=stopped.ingest_exit,
+            pids=dict(self.state.pids),
+            problems=stopped.problems,
         )
-        row("ran", f"{summary['seconds']:g} s (stopped by {reason})")
-        sent = summary["sent"]
-        rate = sent / summary["seconds"] if summary["seconds"] else 0.0
-        row("sent", f"{sent:,} messages ({rate:,.0f}/s): {_fmt_counts(summary['sent_per_kind'])}")
-        alerts = summary["alerts"] or {}
-        if alerts.get("messages"):
-            row(
-                "alerts",
-                f"{_plural(alerts['messages'], 'alert message')} about "
-                f"{_plural(alerts['events'], 'event')}; "
-                f"{_fmt_counts(alerts['by_severity'])}",
-            )
-            row("by type", _fmt_counts(alerts["by_type"]))
-            row(
-                "latency",
-                f"p50 {_fmt_ms(alerts['latency_ms_p50'])}, p99 {_fmt_ms(alerts['latency_ms_p99'])} "
-                "(arrival on alerts/# − the event's updated_at)",
-            )
-        else:
-            row("alerts", "none received on alerts/#")
-        points = summary["influx_points"]
-        stored = (
-            f"{summary['influx_points_total']:,} new points ({_fmt_counts(points)}), "
-            f"{summary['influx_points_in_db']:,} in all"
-            if points is not None
-            else "point count not available"
-        )
-        row("InfluxDB", f"{summary['influx_url']} database {summary['influx_db']}: {stored}")
-        influx_conf = self.dir / "influxdb" / "influxdb.conf"
-        row(
-            "data",
-            f"stays in {self._rel(self.dir)}/ (readings in {self._rel(self.dir / 'influxdb')}, "
-            f"ingest state in {self._rel(self.dir / 'data')}, logs *.log)",
-        )
-        row(
-            "Grafana",
-            f"serve the data again with `influxd -config {self._rel(influx_conf)}` (or run the demo "
-            f"again), then add an InfluxDB data source (InfluxQL) on {summary['influx_url']}, "
-            f"database {summary['influx_db']}",
-        )
-        for warning in summary["simulator_warnings"]:
-            row("note", f"simulator: {warning}")
-        for problem in summary["problems"]:
-            row("problem", f"[red]{problem}[/]")
-        if not summary["problems"]:
-            row(
-                "stopped",
-                f"every process the demo started; summary in {self._rel(self.dir / 'summary.json')}",
-            )
-        self.say("")
-        self.say("[bold]firegrid demo: summary[/]")
-        if self.console.is_terminal:  # wrapped to the terminal, with a hanging indent
-            grid = Table.grid(padding=(0, 1))
-            grid.add_column(style="bold", no_wrap=True)
-            grid.add_column(overflow="fold")
-            for label, value in rows:
-                grid.add_row(label, value)
-            with contextlib.suppress(OSError):
-                self.console.print(grid)
-        else:  # a log or a pipe: one line per row
-            for label, value in rows:
-                self.say(f"{label:<9} {value}")
 
     # -- entry point -----------------------------------------------------------------------------
 
@@ -737,20 +522,20 @@ class Demo:
                 code = 1
             finally:
                 self.state.phase = "stopping"
-                info = self._shutdown()
+                stopped = self._shutdown()
         if self.run_started_at is not None:
-            summary = self._summary(info)
+            summary = self._summary(stopped)
             with contextlib.suppress(OSError):
-                (self.dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-            self._print_summary(summary)
+                (self.dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=1) + "\n")
+            print_summary(self.console, summary)
         else:
-            for problem in info["problems"]:
+            for problem in stopped.problems:
                 print(f"firegrid demo: {problem}", file=sys.stderr)
-            if not self.state.error and not info["problems"]:
+            if not self.state.error and not stopped.problems:
                 self.say("stopped before the demo was running; every process it started is stopped")
         if self.state.error:  # last, where it is seen
             print(f"firegrid demo: error: {self.state.error}", file=sys.stderr)
-        return 1 if code or info["problems"] else 0
+        return 1 if code or stopped.problems else 0
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> int:

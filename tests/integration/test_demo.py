@@ -21,6 +21,8 @@ from pathlib import Path
 
 from devices import Topics
 from firegrid._alert_feed import AlertFeed
+from firegrid._demo_screen import summary_rows
+from firegrid._demo_summary import DemoSummary, StoredPoints, TrafficTotals
 from firegrid._services import free_port
 
 SMALL = ["--scale", "0.02", "--rate", "200", "--no-live"]
@@ -241,3 +243,39 @@ def test_feed_reads_topics_through_the_deployment_prefix() -> None:
     stats = feed.stats()
     assert (stats.messages, stats.station_messages, stats.escalation_messages) == (1, 1, 1)
     assert stats.malformed == 3
+
+
+def test_summary_json_and_rows_derive_from_one_value(tmp_path: Path) -> None:
+    feed = AlertFeed(port=1)
+    feed.add(
+        "alerts/D01/D01-G0001", json.dumps({"grid_id": "D01-G0001", "updated_at": 1_000}).encode(), 1_004
+    )
+    summary = DemoSummary(
+        dir=tmp_path,
+        stopped_by="duration",
+        error=None,
+        seconds=2.0,
+        scale=0.02,
+        seed=1,
+        scenario="demo",
+        rate=200.0,
+        traffic=TrafficTotals(sent=10, per_kind={"smoke": 4, "water": 6}),
+        alerts=feed.stats(),
+        influx=StoredPoints(url="http://127.0.0.1:1", db="firegrid", new=None, in_db=None),
+        ingest_exit=0,
+        pids={"mosquitto": 1},
+        problems=("still running: ingest (pid 2)",),
+    )
+    data = json.loads(json.dumps(summary.to_json()))
+    assert data["sent"] == 10 and data["sent_per_kind"] == {"smoke": 4, "water": 6}
+    assert data["alerts"]["messages"] == 1 and data["alerts"]["latency_ms_p50"] == 4
+    assert (data["influx_points"], data["influx_points_total"], data["influx_points_in_db"]) == (
+        None,
+        0,
+        None,
+    )
+    assert data["problems"] == ["still running: ingest (pid 2)"]
+    rows = dict(summary_rows(summary, path=str))
+    assert rows["sent"] == "10 messages (5/s): smoke 4, water 6"
+    assert rows["InfluxDB"].endswith("point count not available")
+    assert "stopped" not in rows and rows["problem"].startswith("[red]still running")
