@@ -2,26 +2,23 @@
 
 write_world(out, scale=1.0, seed=1, districts=1) -> WorldSummary
 Fleet(registry, seed=1, start_ms=0, seq_start=1)      # device physics, one bank per kind
-load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run) -> Plan
+load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run, path, rules) -> Plan
 run_traffic(RunOptions(...)) -> RunSummary
 """
 
 from simulators._physics import Effect, Fleet, Scan, load_factor, water_demand
+from simulators._planner import RunWindow
 from simulators._runner import Background, RunOptions, RunSummary, parse_mqtt_url, run_traffic
-from simulators._scenarios import (
+from simulators._scenario_schema import (
     HOSTILE_CASES,
-    ExpectedEvent,
-    ExpectedReject,
-    ExpectedStored,
-    Plan,
-    RunWindow,
     Scenario,
     ScenarioError,
     builtin_scenarios,
     load_scenario,
-    plan_scenario,
     resolve_scenario,
 )
+from simulators._scenarios import plan_scenario
+from simulators._truth import ExpectedEvent, ExpectedReject, ExpectedStored, Plan
 from simulators._world import REFERENCE, WorldSummary, write_world
 
 __all__ = [

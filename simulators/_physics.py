@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from devices import KINDS, Registry
+from devices import KIND_BY_NAME, KINDS, Registry, Topics
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -34,6 +34,14 @@ EARTH_RADIUS_M = 6_371_000.0
 WALK_MIN_M_S = 0.9
 WALK_MAX_M_S = 1.5
 DAILY_JITTER_S = 20 * 60
+
+# the ranges normal operation stays in (the scenarios' ground truth relies on them)
+NORMAL_TEMP_C = (18.0, 50.0)
+"""Cable temperatures (°C)."""
+NORMAL_PRESSURE = (0.20, 0.70)
+"""Water pressure (MPa)."""
+NORMAL_RESIDUAL_MA = (0.0, 60.0)
+"""Residual current (mA)."""
 
 
 def local_hour(t_ms: float | F64) -> F64:
@@ -64,7 +72,7 @@ def haversine_m(lat1: F64 | float, lon1: F64 | float, lat2: F64 | float, lon2: F
 
 
 class Effect(Protocol):
-    """A scenario's change to one device's messages (see ``simulators._scenarios``)."""
+    """A scenario's change to one device's messages (see ``simulators._effects``)."""
 
     def apply(self, message: Message, t_ms: int) -> bool:
         """Change ``message`` in place for time ``t_ms``; ``False`` suppresses the message."""
@@ -93,9 +101,8 @@ class _Bank:
         self.effects: dict[int, list[Effect]] = {}
 
     def topics(self, prefix: str = "") -> list[str]:
-        return [
-            f"{prefix}fire/{d}/{self.kind}/{i}" for d, i in zip(self.districts, self.device_ids, strict=True)
-        ]
+        device = Topics(prefix).device
+        return [device(d, self.kind, i) for d, i in zip(self.districts, self.device_ids, strict=True)]
 
     def values(self, idx: I64, t_ms: int) -> list[Message]:
         """Physics only: the fields of each device's reading at ``t_ms`` (no ``ts``/``seq``)."""
@@ -471,6 +478,6 @@ class Fleet:
     def heartbeat_s(self, kind: str) -> F64:
         """Each device's heartbeat (registry override or the kind's default), by bank index."""
         bank = self.banks[kind]
-        default = next(spec.heartbeat_s for spec in KINDS if spec.name == kind)
+        default = KIND_BY_NAME[kind].heartbeat_s
         values = self.registry.overrides["heartbeat_s"][bank.slots].astype(np.float64)
         return np.where(np.isnan(values), float(default or 0.0), values)

@@ -34,16 +34,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from devices import Registry
 from simulators._physics import Fleet, _Bank
-from simulators._scenarios import (
-    Out,
-    Plan,
-    RunWindow,
-    Scenario,
-    ScenarioError,
-    load_scenario,
-    plan_scenario,
-    resolve_scenario,
-)
+from simulators._planner import RunWindow
+from simulators._scenario_schema import Scenario, ScenarioError, load_scenario, resolve_scenario
+from simulators._scenarios import plan_scenario
+from simulators._truth import Out, Plan
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ patrol messages through an independent model of the patrol rules.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from devices import Registry
+from devices import Registry, haversine_m
+from rules import RulesConfig
 from simulators import (
     HOSTILE_CASES,
     Fleet,
@@ -44,9 +44,10 @@ WINDOW_S = 4 * 86_400.0
 INTERVALS = {"electrical": 1.0, "water": 1.0, "smoke": 1.0}
 
 # CONTRACT §7 defaults
-TOO_FAST_M_S = 10.0
-PATROL_INTERVAL_H = 24.0
-PATROL_FACTOR = 1.1
+RULES = RulesConfig()
+TOO_FAST_M_S = RULES.patrol_too_fast.max_speed_m_s
+PATROL_INTERVAL_H = RULES.patrol_missed.interval_h
+PATROL_FACTOR = RULES.patrol_missed.factor
 PATROL_TYPES = {"PATROL_HAZARD", "PATROL_MISSED", "PATROL_TOO_FAST"}
 
 WORLDS = {"e2e": (0.02, 7), "unit": (0.25, 3), "demo": (0.1, 1)}
@@ -72,13 +73,6 @@ def _plan(
 
 
 # -- an independent model of the patrol rules ------------------------------------------------------
-
-
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
 
 
 @dataclass
@@ -128,7 +122,7 @@ class PatrolModel:
         if previous is not None and previous[1] != device:
             a = self.registry.slot_of[previous[1]]
             b = self.registry.slot_of[device]
-            metres = _haversine_m(
+            metres = haversine_m(
                 float(self.registry.lat[a]),
                 float(self.registry.lon[a]),
                 float(self.registry.lat[b]),
@@ -248,7 +242,7 @@ def _check_patrol_scenario(
         # a worker skips, another runs, a third reports the hazard
         workers = {patrol.worker_ids_of_tag[patrol.device_ids.index(e.device_id or "")] for e in plan.events}
         assert len(workers) == 3, what
-        assert 26.4 * 3600 < plan.needs_sim_s < WINDOW_S, what
+        assert PATROL_INTERVAL_H * PATROL_FACTOR * 3600 < plan.needs_sim_s < WINDOW_S, what
     else:
         cases = {r.case for r in plan.rejects} | {s.case for s in plan.stored}
         assert cases == set(HOSTILE_CASES), what
@@ -313,7 +307,9 @@ def test_a_skip_whose_deadline_falls_after_the_days_rounds_waits_for_the_next_mo
     missed = [e for e in plan.events if e.type == "PATROL_MISSED"]
     assert len(missed) == 1
     tag = patrol.device_ids.index(missed[0].device_id or "")
-    deadline = patrol.tag_scans(tag, start, start + 86_400_000)[0] + round(26.4 * HOUR_MS)
+    deadline = patrol.tag_scans(tag, start, start + 86_400_000)[0] + round(
+        PATROL_INTERVAL_H * PATROL_FACTOR * HOUR_MS
+    )
     next_morning = next(s.t_ms for s in patrol.scans(deadline, deadline + 86_400_000))
     assert next_morning - deadline > 6 * HOUR_MS, "the world no longer has the layout relied on"
     assert plan.needs_sim_s * 1000 >= next_morning - start
@@ -323,7 +319,7 @@ def _spread_m(patrol: PatrolBank, worker: int) -> float:
     route = patrol.routes[worker]
     return max(
         (
-            _haversine_m(patrol.lat[a], patrol.lon[a], patrol.lat[b], patrol.lon[b])
+            haversine_m(patrol.lat[a], patrol.lon[a], patrol.lat[b], patrol.lon[b])
             for a in route
             for b in route
         ),

@@ -9,7 +9,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from devices import KIND_BY_NAME, Registry, is_identifier
+from devices import KIND_BY_NAME, MAX_PAYLOAD, Registry, is_identifier
+from rules import RulesConfig
 from simulators import (
     HOSTILE_CASES,
     Fleet,
@@ -20,9 +21,11 @@ from simulators import (
     plan_scenario,
     write_world,
 )
+from simulators._hostile import HOSTILE_BUILDERS
+from simulators._scenario_schema import STEP_ACTIONS, STEP_TYPES
+from simulators._scenarios import STEP_PLANNERS
 
 START = 1_764_583_200_000
-MAX_PAYLOAD = 256 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +35,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     return Registry.load(out)
 
 
-def _plan(registry: Registry, path: Path, sim_s: float = 4 * 86_400.0):  # type: ignore[no-untyped-def]
+def _plan(  # type: ignore[no-untyped-def]
+    registry: Registry, path: Path, sim_s: float = 4 * 86_400.0, rules: RulesConfig | None = None
+):
     scenario = load_scenario(path)
     fleet = Fleet(registry, seed=1, start_ms=START)
     window = RunWindow(START, sim_s, scenario.time_scale, {"electrical": 1.0, "water": 1.0, "smoke": 1.0})
-    return fleet, plan_scenario(scenario, fleet, window, path)
+    return fleet, plan_scenario(scenario, fleet, window, path, rules)
 
 
 def _emitted(plan) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
@@ -278,3 +283,42 @@ def test_silence_needs_the_service_clock(tmp_path: Path, registry: Registry) -> 
     _, plan = _plan(registry, path, sim_s=300.0)
     assert [e.type for e in plan.events] == ["DEVICE_OFFLINE"] * 3
     assert plan.needs_wall_s == pytest.approx(200.0)
+
+
+def test_every_step_type_and_hostile_case_has_a_planner() -> None:
+    assert set(STEP_PLANNERS) == set(STEP_TYPES)
+    assert set(STEP_ACTIONS.values()) == set(STEP_TYPES)
+    assert set(HOSTILE_BUILDERS) == set(HOSTILE_CASES)
+
+
+def test_the_truth_follows_the_rules_it_is_planned_for(registry: Registry) -> None:
+    electrical = builtin_scenarios()["electrical"]
+    _, default = _plan(registry, electrical)
+    _, same = _plan(registry, electrical, rules=RulesConfig())
+    assert same.truth_lines() == default.truth_lines()
+    # a higher cable limit: the 82 °C overload no longer overheats
+    hot = RulesConfig.from_mapping({"CABLE_OVERHEAT": {"limit": 90.0}})
+    _, plan = _plan(registry, electrical, rules=hot)
+    assert [e.type for e in plan.events] == ["RESIDUAL_CURRENT_HIGH"]
+    # a disabled rule is never expected
+    off = RulesConfig.from_mapping({"RESIDUAL_CURRENT_HIGH": {"enabled": False}})
+    _, plan = _plan(registry, electrical, rules=off)
+    assert "RESIDUAL_CURRENT_HIGH" not in {e.type for e in plan.events}
+    # a longer offline deadline: the silent scenario needs a longer run
+    _, plan = _plan(registry, builtin_scenarios()["silent"], sim_s=3600.0)
+    slow = RulesConfig.from_mapping({"DEVICE_OFFLINE": {"grace_s": 120.0}})
+    _, slower = _plan(registry, builtin_scenarios()["silent"], sim_s=3600.0, rules=slow)
+    assert slower.needs_wall_s == pytest.approx(plan.needs_wall_s + 60.0)
+
+
+def test_edges_are_checked_against_the_rules_planned_for(registry: Registry) -> None:
+    fire = builtin_scenarios()["fire"]  # cables rise at 10 °C/min
+    rules = RulesConfig.from_mapping({"TEMP_RISE_FAST": {"rate_c_per_min": 9.0}})
+    with pytest.raises(ScenarioError, match=r"steps\[0\]\.cable: rise_c_per_min 10.0 is within 20 %"):
+        _plan(registry, fire, rules=rules)
+    rules = RulesConfig.from_mapping({"LOW_BATTERY": {"limit": 8.5, "clear": 20.0}})
+    with pytest.raises(ScenarioError, match=r"steps\[\d\]\.to: to 8.0 is too close to the LOW_BATTERY"):
+        _plan(registry, builtin_scenarios()["smoke"], rules=rules)
+    rules = RulesConfig.from_mapping({"FIRE_CONFIRMED": {"min_detectors": 3}})
+    with pytest.raises(ScenarioError, match="confirm a fire with 3 detectors; scenarios model 2 only"):
+        _plan(registry, fire, rules=rules)
