@@ -16,8 +16,9 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 
+from devices import haversine_m, haversine_m_array
 from simulators._effects import Suppress
-from simulators._physics import DAY_S, Message, Scan, haversine_m
+from simulators._physics import DAY_S, Message, Scan
 from simulators._planner import Planner, Skip
 from simulators._scenario_schema import FAST_FACTOR, PatrolFast, PatrolHazard, PatrolSkip
 from simulators._truth import Out
@@ -59,7 +60,9 @@ def fits(p: Planner, worker: int, scans: Scans, *, idle: bool) -> bool:
     safe = safe_speed_m_s(p)
     lat, lon, route = patrol.lat, patrol.lon, patrol.routes[worker]
     t0, t1 = min(t for t, _ in scans), max(t for t, _ in scans)
-    far = max(float(np.max(haversine_m(lat[tag], lon[tag], lat[route], lon[route]))) for _, tag in scans)
+    far = max(
+        float(np.max(haversine_m_array(lat[tag], lon[tag], lat[route], lon[route]))) for _, tag in scans
+    )
     reach = math.ceil(far / safe * 1000) + 60_000  # any scan further off is slower
     idle_ms = IDLE_MARGIN_S * 1000 if idle else 0
     margin = max(reach, idle_ms)
@@ -67,7 +70,7 @@ def fits(p: Planner, worker: int, scans: Scans, *, idle: bool) -> bool:
         if t0 - idle_ms <= t <= t1 + idle_ms:
             return False  # also: no scan of theirs between the step's own
         for own_t, own in scans:
-            metres = float(haversine_m(lat[own], lon[own], lat[tag], lon[tag]))
+            metres = haversine_m(float(lat[own]), float(lon[own]), float(lat[tag]), float(lon[tag]))
             if own != tag and metres * 1000 > safe * abs(t - own_t):
                 return False
     return True
@@ -266,7 +269,9 @@ def plan_patrol_fast(p: Planner, step: PatrolFast, start: int) -> None:
         tags = np.array(route, dtype=np.int64)
         out = []
         for first in route:
-            distance = haversine_m(patrol.lat[first], patrol.lon[first], patrol.lat[tags], patrol.lon[tags])
+            distance = haversine_m_array(
+                patrol.lat[first], patrol.lon[first], patrol.lat[tags], patrol.lon[tags]
+            )
             far = int(np.argmax(distance))
             metres = float(distance[far])
             if metres >= MIN_FAST_M:

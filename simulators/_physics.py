@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from devices import KIND_BY_NAME, KINDS, Registry, Topics
+from devices import KIND_BY_NAME, KINDS, Registry, Topics, haversine_m_array
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -30,7 +30,6 @@ Message = dict[str, Any]
 LOCAL_OFFSET_S = 8 * 3600
 """China Standard Time: daily cycles follow local hours."""
 DAY_S = 86_400
-EARTH_RADIUS_M = 6_371_000.0
 WALK_MIN_M_S = 0.9
 WALK_MAX_M_S = 1.5
 DAILY_JITTER_S = 20 * 60
@@ -61,14 +60,6 @@ def load_factor(hour: F64) -> F64:
 def water_demand(hour: F64) -> F64:
     """Water demand in [0, 1]: morning and evening peaks, quiet nights."""
     return np.asarray(np.clip(0.1 + 0.7 * _bump(hour, 7.5, 1.3) + 0.8 * _bump(hour, 19.0, 1.8), 0.0, 1.0))
-
-
-def haversine_m(lat1: F64 | float, lon1: F64 | float, lat2: F64 | float, lon2: F64 | float) -> F64:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(a, 1.0))))
 
 
 class Effect(Protocol):
@@ -331,7 +322,7 @@ class PatrolBank(_Bank):
                     self.lon[tags[sel]] - self.lon[tags[sel]].mean(),
                 )
             route = tags[np.lexsort((angle, grid_key[tags]))]
-            legs = haversine_m(
+            legs = haversine_m_array(
                 self.lat[route[:-1]], self.lon[route[:-1]], self.lat[route[1:]], self.lon[route[1:]]
             )
             walk = np.concatenate([[0.0], legs / self.speed[w]])
