@@ -19,6 +19,14 @@ from ingest import BrokerAddress
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.:\[\]-]+):(?P<port>\d{1,5})$")
 
 
+def check_topic_prefix(value: str) -> str:
+    """A topic prefix (``FIREGRID_TOPIC_PREFIX``, ``simulate run --prefix``): empty, or ending
+    with ``/`` and free of MQTT wildcards; ``ValueError`` otherwise."""
+    if any(c in value for c in "+#\x00") or (value and not value.endswith("/")):
+        raise ValueError("must end with '/' and contain no MQTT wildcards")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FIREGRID_", extra="forbid", frozen=True)
 
@@ -77,9 +85,7 @@ class Settings(BaseSettings):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if any(c in value for c in "+#\x00") or (value and not value.endswith("/")):
-            raise ValueError("must end with '/' and contain no MQTT wildcards")
-        return value
+        return check_topic_prefix(value)
 
     @property
     def http_host(self) -> str:

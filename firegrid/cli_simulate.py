@@ -1,7 +1,11 @@
 """``firegrid simulate world|run``: the world generator and the traffic runner on the command line.
 
 The main CLI calls :func:`add_parser`; ``python -m firegrid.cli_simulate`` runs it on its own.
-Errors print one readable line to stderr and return a non-zero exit code (no traceback).
+``simulate run`` takes the broker, the topic prefix and the rules from the settings
+``firegrid ingest`` reads (``FIREGRID_MQTT_URL``, ``FIREGRID_TOPIC_PREFIX``, ``FIREGRID_RULES``;
+``--config FILE``; the environment wins) unless ``--url`` / ``--prefix`` are given.
+Errors print one readable line to stderr and return a non-zero exit code (no traceback): 2 for
+configuration (settings, flags, rules file), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -19,9 +23,18 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from devices import FiregridError
+from devices import ConfigError, FiregridError, SettingsError
 from firegrid._argtypes import positive_float, positive_int
-from simulators import RunOptions, RunSummary, ScenarioError, builtin_scenarios, run_traffic, write_world
+from rules import RulesConfig, load_rules
+from simulators import (
+    RunOptions,
+    RunSummary,
+    ScenarioError,
+    builtin_scenarios,
+    parse_mqtt_url,
+    run_traffic,
+    write_world,
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -46,7 +59,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     run.add_argument(
         "--registry", type=Path, required=True, help="registry directory (from 'simulate world')"
     )
-    run.add_argument("--url", default="mqtt://127.0.0.1:1883", help="broker, mqtt://[user:pass@]host:port")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML settings file, as for 'firegrid ingest' (the environment wins)",
+    )
+    run.add_argument(
+        "--url",
+        default=None,
+        help="broker, mqtt://[user:pass@]host:port (default: FIREGRID_MQTT_URL, else mqtt://127.0.0.1:1883)",
+    )
     run.add_argument("--rate", type=positive_float, default=1000.0, help="messages per second (default 1000)")
     run.add_argument(
         "--duration",
@@ -66,15 +89,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     run.add_argument(
         "--truth", type=Path, default=None, help="write the scenario's ground truth here (JSON Lines)"
     )
-    run.add_argument("--prefix", default="", help="string prepended to every topic")
+    run.add_argument(
+        "--prefix",
+        default=None,
+        help="prepended to every topic, ending with '/' (default: FIREGRID_TOPIC_PREFIX, else none)",
+    )
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
 
-def _error(message: str) -> int:
+def _error(message: str, code: int = EXIT_ERROR) -> int:
     print(f"firegrid simulate: error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+    return code
+
+
+def run_settings(
+    config: Path | None, url: str | None = None, prefix: str | None = None
+) -> tuple[str, str, RulesConfig]:
+    """The broker URL, topic prefix and rules of a run: ``url`` and ``prefix`` (the flags) when
+    given, else the settings ``firegrid ingest`` reads (the environment, then ``config``, then the
+    defaults), so a simulator started next to the service reaches the same broker with the same
+    prefix, and its ground truth is planned for the same rules (``FIREGRID_RULES``).
+
+    Raises :class:`devices.ConfigError` with one readable line."""
+    from firegrid._settings import check_topic_prefix, load_settings  # imports ingest: only when run
+
+    settings = load_settings(config)
+    if prefix is not None:
+        try:
+            check_topic_prefix(prefix)
+        except ValueError as exc:
+            raise SettingsError(f"invalid --prefix {prefix!r}: {exc}") from exc
+    source = "--url" if url is not None else "setting FIREGRID_MQTT_URL"
+    url = settings.mqtt_url if url is None else url
+    try:
+        parse_mqtt_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"invalid {source}: {exc}") from exc
+    rules = load_rules(settings.rules)
+    return url, settings.topic_prefix if prefix is None else prefix, rules
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -117,6 +171,10 @@ def _print_summary(summary: RunSummary, console: Console) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        url, prefix, rules = run_settings(args.config, args.url, args.prefix)
+    except ConfigError as exc:
+        return _error(str(exc), EXIT_USAGE)
     console = Console(stderr=True)
     stop = threading.Event()
 
@@ -130,16 +188,17 @@ def _run(args: argparse.Namespace) -> int:
     )
     options = RunOptions(
         registry=args.registry,
-        url=args.url,
+        url=url,
         rate=args.rate,
         duration=args.duration,
         scenario=args.scenario,
         qos=args.qos,
         time_scale=args.time_scale,
         truth=args.truth,
-        prefix=args.prefix,
+        prefix=prefix,
         seed=args.seed,
         progress=not args.no_progress and console.is_terminal,
+        rules=rules,
     )
     logging.getLogger("simulators").setLevel(logging.ERROR)  # warnings go into the summary
     try:

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from devices import Registry
+from rules import RulesConfig
 from simulators._physics import Fleet, _Bank
 from simulators._planner import RunWindow
 from simulators._scenario_schema import Scenario, ScenarioError, load_scenario, resolve_scenario
@@ -76,6 +77,8 @@ class RunOptions:
     run never repeats an earlier run's ``seq``."""
     client_id: str | None = None
     connect_timeout: float = 10.0
+    rules: RulesConfig | None = None
+    """The rules the scenario's ground truth is planned for (default: CONTRACT §7's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,8 @@ class Background:
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
     parts = urlsplit(url)
+    if parts.scheme in ("mqtts", "ssl"):
+        raise ValueError(f"the simulator publishes without TLS: use mqtt://host:port, not {url!r}")
     if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
         raise ValueError(f"MQTT URL must look like mqtt://host:port, not {url!r}")
     try:
@@ -319,6 +324,7 @@ def _size_run(
     seed: int,
     time_scale: float,
     window: Callable[[float], tuple[int, RunWindow]],
+    rules: RulesConfig | None = None,
 ) -> float:
     """The shortest wall duration that covers every step of ``scenario`` (planned on scratch fleets)."""
     guess = min(MAX_AGE_S, 30 * 86_400.0) / time_scale
@@ -326,7 +332,7 @@ def _size_run(
         start, run = window(guess)
         scratch = Fleet(registry, seed=seed, start_ms=start)
         try:
-            needs = plan_scenario(scenario, scratch, run, path)
+            needs = plan_scenario(scenario, scratch, run, path, rules)
         except ScenarioError:
             if _attempt == 0:
                 raise
@@ -385,6 +391,7 @@ def run_traffic(
             seed=options.seed,
             time_scale=time_scale,
             window=window,
+            rules=options.rules,
         )
     duration = duration or DEFAULT_DURATION_S
     if (time_scale - 1) * duration > MAX_AGE_S:
@@ -398,7 +405,7 @@ def run_traffic(
     background = Background(fleet, options.seed)
     run.wall_interval_s = background.wall_interval_s(options.rate)
     if scenario is not None:
-        plan = plan_scenario(scenario, fleet, run, scenario_path)
+        plan = plan_scenario(scenario, fleet, run, scenario_path, options.rules)
     natural = background.natural_rate * time_scale
     if options.rate < natural:
         warnings.append(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import re
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,19 +14,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devices import KIND_BY_NAME, Registry
+from devices import KIND_BY_NAME, MAX_PAYLOAD, Registry, Topics, is_identifier
 from firegrid import cli_simulate
 from firegrid._services import Mosquitto
 from simulators import RunOptions, parse_mqtt_url, run_traffic, write_world
 from tests.helpers import eventually
 
-TOPIC = re.compile(
-    r"^fire/(?P<district>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(?P<kind>smoke|electrical|water|patrol)/"
-    r"(?P<device>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$"
-)
-
 
 class Subscriber:
+    """Every message on the prefix's readings topics (``{prefix}fire/#``)."""
+
     def __init__(self, url: str, prefix: str) -> None:
         host, port, _, _ = parse_mqtt_url(url)
         self.prefix = prefix
@@ -32,7 +31,8 @@ class Subscriber:
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(f"{prefix}#", 1)
+        subscription = Topics(prefix).readings_subscription
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(subscription, 1)
         self.client.on_subscribe = lambda c, u, m, r, p: self.ready.set()
         self.client.on_message = self._on_message
         self.client.connect(host, port)
@@ -86,14 +86,15 @@ def test_short_run_delivers_every_message_at_the_requested_rate(
     assert sum(summary.per_kind.values()) == 4000
     eventually(lambda: subscriber.count() >= 4000, timeout=20, what="all 4000 messages at the subscriber")
     registry = Registry.load(world)
+    topics = Topics(topic_prefix)
     devices: set[str] = set()
     for topic, payload in subscriber.messages:
-        match = TOPIC.match(topic.removeprefix(topic_prefix))
-        assert match is not None, topic
-        device = registry.device(match["device"])
-        assert device is not None and device.kind == match["kind"] and device.district == match["district"]
-        KIND_BY_NAME[match["kind"]].adapter.validate_json(payload)
-        devices.add(match["device"])
+        parts = topics.parse_device(topic)
+        assert parts is not None and is_identifier(parts.district) and is_identifier(parts.device_id), topic
+        device = registry.device(parts.device_id)
+        assert device is not None and device.kind == parts.kind and device.district == parts.district
+        KIND_BY_NAME[parts.kind].adapter.validate_json(payload)
+        devices.add(parts.device_id)
     assert len(devices) > 1000  # spread over thousands of devices, not a few
     assert subscriber.count() == 4000  # and nothing extra
 
@@ -150,7 +151,7 @@ def test_scenario_run_writes_truth_and_sends_its_messages(
     for reject in rejects:
         assert reject["topic"] in topics
         assert reject["topic"].startswith(topic_prefix)
-    oversize = [p for t, p in subscriber.messages if len(p) > 256 * 1024]
+    oversize = [p for t, p in subscriber.messages if len(p) > MAX_PAYLOAD]
     assert len(oversize) == 1
 
 
@@ -192,3 +193,43 @@ def test_cli_run_and_errors(
         "firegrid simulate: error: cannot connect to the MQTT broker at 127.0.0.1:1: "
         "[Errno 111] Connection refused"
     ]
+
+
+@pytest.mark.parametrize("with_prefix", [False, True], ids=["url-only", "url-and-prefix"])
+def test_cli_reaches_the_broker_of_the_ingest_settings(
+    broker: Mosquitto, world: Path, topic_prefix: str, tmp_path: Path, with_prefix: bool
+) -> None:
+    """As in docker-compose: `firegrid simulate run` without --url, with FIREGRID_MQTT_URL (and
+    FIREGRID_TOPIC_PREFIX) only, publishes to that broker."""
+    prefix = topic_prefix if with_prefix else ""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FIREGRID_")}
+    env["FIREGRID_MQTT_URL"] = broker.url
+    if with_prefix:
+        env["FIREGRID_TOPIC_PREFIX"] = prefix
+    command = [sys.executable, "-m", "firegrid", "simulate", "run", "--registry", str(world)]
+    command += ["--rate", "300", "--duration", "1", "--qos", "1", "--no-progress"]  # no --url
+    subscriber = Subscriber(broker.url, prefix)
+    try:
+        log = tmp_path / "simulate.log"
+        with log.open("wb") as out:
+            proc = subprocess.run(
+                command,
+                env=env,
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
+        assert proc.returncode == 0, log.read_text()
+        assert "300 messages" in log.read_text()
+        eventually(lambda: subscriber.count() >= 300, timeout=20, what="300 messages at the subscriber")
+        registry = Registry.load(world)
+        topics = Topics(prefix)
+        for topic, _ in subscriber.messages:
+            parts = topics.parse_device(topic)
+            assert parts is not None and registry.device(parts.device_id) is not None, topic
+        assert subscriber.count() == 300
+    finally:
+        subscriber.close()
