@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from devices import is_identifier
+from devices import ID_PATTERN, is_identifier
 from rules import RulesConfig
 from simulators._physics import DAY_S, NORMAL_TEMP_C
 
@@ -329,7 +329,7 @@ STEP_ACTIONS: dict[str, type[StepBase]] = {
 
 
 class Scenario(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(pattern=ID_PATTERN)
     description: str = ""
     time_scale: float = Field(default=1.0, gt=0, le=1_000_000)
     """The time scale the scenario is written for (``--time-scale`` overrides it)."""
