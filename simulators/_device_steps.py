@@ -54,10 +54,11 @@ def _check(planner: Planner, key: str, check: Callable[[], None]) -> None:
         raise planner.fail(key, str(exc)) from exc
 
 
-def alarm_on(p: Planner, index: int, onset: int, end: float) -> None:
+def alarm_on(p: Planner, index: int, onset: int, end: float, key: str = "duration") -> None:
+    """Detector ``index`` alarms from ``onset`` to ``end``: FIRE_ALARM (FIRE_CONFIRMED comes later)."""
     rule = p.rules.fire_alarm
     if rule.for_s > 0 and end - onset < (rule.for_s + 3 * p.scenario.cadence) * 1000:
-        raise p.fail("at", f"an alarm lasts under FIRE_ALARM's for_s of {rule.for_s:g} s + 3 reports")
+        raise p.fail(key, f"an alarm lasts under FIRE_ALARM's for_s of {rule.for_s:g} s + 3 reports")
     fleet = p.fleet
     fleet.add_effect("smoke", index, SmokeAlarm(onset, end))
     p.report("smoke", index, onset)
@@ -105,7 +106,7 @@ def plan_fire(p: Planner, step: Fire, start: int) -> None:
     burn = round(step.burn * 1000)
     for n, index in enumerate(detectors):
         onset = start + n * spread
-        alarm_on(p, index, onset, onset + burn)
+        alarm_on(p, index, onset, onset + burn, "burn")
         p.used.add(smoke.device_ids[index])
     if step.cable is not None:
         for index, s in enumerate(elec_site):
