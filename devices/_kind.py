@@ -58,17 +58,50 @@ def put(fields: dict[str, FieldValue], name: str, value: float | bool | str | No
 
 @dataclass(frozen=True, slots=True)
 class KindSpec:
-    """One device kind: topic segment, measurement, payload model, defaults and a sample."""
+    """Everything firegrid knows of one device kind; the rest of the code derives from it.
+
+    Adding a kind means a module like ``devices/water.py`` with its ``SPEC`` (listed in
+    ``devices/_all.py``), a rules module (listed in ``rules/_all.py``) and its sample here."""
 
     name: str
+    """The kind's topic segment and InfluxDB measurement."""
     payload: type[Payload]
     sample: Mapping[str, Any]
     heartbeat_s: float | None
     """Default heartbeat for offline detection; ``None`` for kinds that are never offline."""
+    overrides: tuple[str, ...] = ()
+    """The per-device ``devices.csv`` columns this kind's rules read (CONTRACT §3)."""
+    worker_field: str | None = None
+    """A payload field that must name a worker of the registry (a patrol scan's ``worker_id``)."""
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_s is not None and "heartbeat_s" not in self.overrides:
+            raise ValueError(f"kind {self.name}: a kind with a heartbeat takes the heartbeat_s override")
+        if self.worker_field is not None and self.worker_field not in self.payload.model_fields:
+            raise ValueError(f"kind {self.name}: worker_field {self.worker_field} is not a payload field")
 
     @property
     def adapter(self) -> TypeAdapter[Any]:
         return _adapter(self.payload)
+
+    @property
+    def can_go_offline(self) -> bool:
+        return self.heartbeat_s is not None
+
+    @property
+    def has_battery(self) -> bool:
+        return "battery_pct" in self.payload.model_fields
+
+    @property
+    def has_fault(self) -> bool:
+        return "fault" in self.payload.model_fields
+
+    def worker_of(self, payload: Payload) -> str | None:
+        """The worker a reading names, for kinds with a ``worker_field``."""
+        if self.worker_field is None:
+            return None
+        value = getattr(payload, self.worker_field)
+        return value if isinstance(value, str) else None
 
 
 _ADAPTERS: dict[type[Payload], TypeAdapter[Any]] = {}

@@ -30,19 +30,13 @@ log = logging.getLogger(__name__)
 
 UNASSIGNED = "_unassigned"
 DEVICE_COLUMNS = ("device_id", "kind", "district", "site_id", "lat", "lon", "grid_id")
-OVERRIDE_COLUMNS = (
-    "min_pressure_mpa",
-    "max_pressure_mpa",
-    "residual_ma_limit",
-    "temp_limit_c",
-    "heartbeat_s",
-    "patrol_interval_h",
-)
+OVERRIDE_COLUMNS = tuple(dict.fromkeys(column for spec in KINDS for column in spec.overrides))
+"""The optional per-device columns of devices.csv: every kind's overrides."""
 WORKER_COLUMNS = ("worker_id", "name", "role")
 STATION_COLUMNS = ("station_id", "name", "district", "lat", "lon")
 ROLES = ("worker", "supervisor")
 RETIRED = -1
-"""kind code of a slot whose device left the registry on a reload."""
+"""The kind code of a slot whose device left the registry on a reload."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,4 +52,5 @@ SPEC = KindSpec(
         "fault": None,
     },
     heartbeat_s=60,
+    overrides=("residual_ma_limit", "temp_limit_c", "heartbeat_s"),
 )

@@ -45,4 +45,6 @@ SPEC = KindSpec(
         "note": "stairwell B",
     },
     heartbeat_s=None,
+    overrides=("patrol_interval_h",),
+    worker_field="worker_id",
 )

@@ -41,4 +41,5 @@ SPEC = KindSpec(
         "fault": None,
     },
     heartbeat_s=3600,
+    overrides=("heartbeat_s",),
 )

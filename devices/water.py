@@ -28,4 +28,5 @@ SPEC = KindSpec(
     payload=WaterPayload,
     sample={"ts": 1764583200000, "seq": 1, "pressure_mpa": 0.32, "level_m": 2.4, "battery_pct": 64},
     heartbeat_s=300,
+    overrides=("min_pressure_mpa", "max_pressure_mpa", "heartbeat_s"),
 )

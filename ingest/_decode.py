@@ -15,7 +15,6 @@ from devices import (
     MAX_BATCH,
     MAX_PAYLOAD,
     KindSpec,
-    PatrolPayload,
     Payload,
     Reading,
     Registry,
@@ -130,8 +129,8 @@ class Decoder:
                 reject(RejectReason.TS_FUTURE, f"{where}ts {ts} is more than 5 minutes in the future")
             elif ts < received_ms - MAX_AGE_MS:
                 reject(RejectReason.TS_TOO_OLD, f"{where}ts {ts} is older than 30 days")
-            elif isinstance(item, PatrolPayload) and item.worker_id not in registry.workers:
-                reject(RejectReason.UNKNOWN_WORKER, f"{where}worker {item.worker_id} is not in the registry")
+            elif (worker := spec.worker_of(item)) is not None and worker not in registry.workers:
+                reject(RejectReason.UNKNOWN_WORKER, f"{where}worker {worker} is not in the registry")
             else:
                 out.readings.append(Reading(slot, device_id, ts, item))
 

@@ -1,9 +1,10 @@
-"""LOW_BATTERY for the battery-powered kinds (smoke, water): battery_pct < 15, clears at ≥ 20."""
+"""LOW_BATTERY for the kinds whose payload reports ``battery_pct``: below 15, clears at ≥ 20."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from devices import KINDS
 from rules._family import Batch, Cols, Column, Family, machine_columns
 from rules._hit import Hit, num
 
@@ -11,7 +12,7 @@ TYPE = "LOW_BATTERY"
 
 
 class BatteryRules(Family):
-    kinds = ("smoke", "water")
+    kinds = tuple(spec.name for spec in KINDS if spec.has_battery)
     types = (TYPE,)
 
     def columns(self, kind: str) -> dict[str, Column]:

@@ -39,11 +39,20 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class _Rule(BaseModel):
+class RuleSettings(BaseModel):
+    """What every rule's table takes; a rule with more settings subclasses it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     enabled: bool = True
     severity: Severity = "major"
+
+
+_Rule = RuleSettings
+
+EXTENSION_RULES: dict[str, type[RuleSettings]] = {}
+"""Settings models of event types that a rule family declares itself (``Family.settings``) rather
+than this module, so that a new device kind's rules module brings its own table."""
 
 
 class FlagRule(_Rule):
@@ -205,12 +214,40 @@ class RulesConfig(BaseModel):
     patrol_missed: PatrolMissedRule = Field(default_factory=PatrolMissedRule, alias="PATROL_MISSED")
     patrol_too_fast: PatrolTooFastRule = Field(default_factory=PatrolTooFastRule, alias="PATROL_TOO_FAST")
     device_offline: DeviceOfflineRule = Field(default_factory=DeviceOfflineRule, alias="DEVICE_OFFLINE")
+    extensions: dict[str, Any] = Field(default_factory=dict)
+    """The tables of ``EXTENSION_RULES`` types given in the file, validated by their models."""
 
-    def rule(self, rule_type: str) -> _Rule:
+    @model_validator(mode="before")
+    @classmethod
+    def _split_extensions(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(key in EXTENSION_RULES for key in data):
+            tables = {key: value for key, value in data.items() if key in EXTENSION_RULES}
+            data = {key: value for key, value in data.items() if key not in tables}
+            data["extensions"] = tables
+        return data
+
+    @model_validator(mode="after")
+    def _validate_extensions(self) -> Self:
+        for rule_type, table in self.extensions.items():
+            if isinstance(table, RuleSettings):
+                continue
+            try:
+                self.extensions[rule_type] = EXTENSION_RULES[rule_type].model_validate(table)
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                key = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"{rule_type}.{key}: {first['msg']}") from exc
+        return self
+
+    def rule(self, rule_type: str) -> RuleSettings:
         """The settings of one event type (``"CABLE_OVERHEAT"``)."""
-        value = getattr(self, rule_type.lower())
-        assert isinstance(value, _Rule)
-        return value
+        value = getattr(self, rule_type.lower(), None)
+        if isinstance(value, RuleSettings):
+            return value
+        given = self.extensions.get(rule_type)
+        if isinstance(given, RuleSettings):
+            return given
+        return EXTENSION_RULES[rule_type]()
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "rules") -> RulesConfig:

@@ -49,6 +49,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 class ElectricalRules(Family):
     kinds = (KIND,)
+    extract = staticmethod(extract)
     types = ("RESIDUAL_CURRENT_HIGH", "CABLE_OVERHEAT", "TEMP_RISE_FAST")
 
     residual_limit: Floats

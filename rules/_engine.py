@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from devices import KIND_CODE, KINDS, RETIRED, Reading, Registry, RulesError
-from rules._all import EXTRACTORS, FAMILIES
+from rules._all import FAMILIES, extractor
 from rules._config import RulesConfig
 from rules._family import Array, Batch, Cols, Context, Family, Int64s, KindView
 from rules._hit import Hit
@@ -281,8 +281,9 @@ class RuleEngine:
         if not families:
             return
         try:
-            fields = EXTRACTORS[kind](group)
-            ok = kind != "patrol" or all(r.payload.kind == kind for r in group)
+            fields = extractor(kind)(group)
+            # an extractor that read no field (patrol's) cannot have tripped over a foreign payload
+            ok = bool(fields) or all(r.payload.kind == kind for r in group)
         except AttributeError:  # a payload of another kind than the registry's device
             ok = False
         if not ok:
@@ -292,7 +293,7 @@ class RuleEngine:
                 return
             group = [group[i] for i in keep.tolist()]
             slots, ts = slots[keep], ts[keep]
-            fields = EXTRACTORS[kind](group)
+            fields = extractor(kind)(group)
         local = self._local[slots]
         ordered = np.sort(local)
         unique = not bool((ordered[1:] == ordered[:-1]).any())

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from devices import Reading, Registry
-from rules._config import RulesConfig
+from rules._config import EXTENSION_RULES, RulesConfig, RuleSettings
 from rules._hit import SITE_TYPES, Hit, HitState, Severity
 
 NO_TS = int(np.iinfo(np.int64).min)
@@ -141,8 +141,21 @@ class Family:
 
     kinds: ClassVar[tuple[str, ...]] = ()
     types: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[Mapping[str, type[RuleSettings]]] = {}
+    """Settings models of types this family brings beyond ``RulesConfig``'s own fields (a new
+    kind's rules); each becomes a table of the rules file."""
     rounds: ClassVar[bool] = True
     """True: :meth:`process` gets one round at a time (unique local indices)."""
+
+    @staticmethod
+    def extract(readings: Sequence[Reading]) -> dict[str, Array]:
+        """The kind's field arrays, overridden by the one family that owns the kind; a kind
+        without one (patrol) gives its families no arrays."""
+        return {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        EXTENSION_RULES.update(cls.settings)
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

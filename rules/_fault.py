@@ -6,6 +6,7 @@ null (CONTRACT §4), which clears.
 
 from __future__ import annotations
 
+from devices import KINDS
 from rules._family import Batch, Cols, Column, Family, machine_columns
 from rules._hit import Hit
 
@@ -13,7 +14,7 @@ TYPE = "DEVICE_FAULT"
 
 
 class FaultRules(Family):
-    kinds = ("smoke", "electrical", "water")
+    kinds = tuple(spec.name for spec in KINDS if spec.has_fault)
     types = (TYPE,)
 
     def columns(self, kind: str) -> dict[str, Column]:

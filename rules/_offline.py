@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from devices import KINDS
 from rules._family import NEVER, NO_TS, Batch, Cols, Column, Context, Family, Int64s, KindView, per_device
 from rules._hit import Hit, duration, num
 
@@ -18,7 +19,7 @@ TYPE = "DEVICE_OFFLINE"
 
 
 class OfflineRules(Family):
-    kinds = ("smoke", "electrical", "water")
+    kinds = tuple(spec.name for spec in KINDS if spec.can_go_offline)
     types = (TYPE,)
     rounds = False
 

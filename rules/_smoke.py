@@ -45,6 +45,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 class SmokeRules(Family):
     kinds = (KIND,)
+    extract = staticmethod(extract)
     types = ("FIRE_ALARM", "TAMPER", "FIRE_CONFIRMED")
 
     def __init__(self, ctx: Context) -> None:

@@ -37,6 +37,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 class WaterRules(Family):
     kinds = (KIND,)
+    extract = staticmethod(extract)
     types = ("LOW_PRESSURE", "PRESSURE_LOSS", "HIGH_PRESSURE")
 
     min_pressure: Floats
