@@ -79,8 +79,8 @@ class IngestService:
             settings.client_id,
             [topics.readings_subscription, actions],
             self.inbox,
-            on_connection_change=self._on_connection_change,
             on_fatal=self._on_fatal,
+            on_overload_drop=self.metrics.overload_dropped.inc,
             extra_handlers={actions: self._on_action},
         )
         self.hazards = Hazards(
@@ -91,6 +91,8 @@ class IngestService:
             topic_prefix=prefix,
             durable_fsync=settings.durable_fsync,
         )
+        # the hazard sink publishes through the consumer's client and hears of its connection
+        self.consumer.on_connection_change = self._on_connection_change
         self.pipeline = Pipeline(
             self.registry, self.metrics, topic_prefix=prefix, sinks=[self.hazards, *sinks]
         )
@@ -134,8 +136,7 @@ class IngestService:
 
     def _on_connection_change(self, up: bool) -> None:
         self.metrics.mqtt_connected.set(1 if up else 0)
-        if hasattr(self, "hazards"):
-            self.hazards.on_connection_change(up)
+        self.hazards.on_connection_change(up)
         if up:
             self._subscribed.set()
 

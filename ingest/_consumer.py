@@ -157,8 +157,8 @@ class MqttConsumer:
         subscriptions: list[str],
         inbox: Inbox,
         *,
-        on_connection_change: Callable[[bool], None] = lambda up: None,
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
+        on_overload_drop: Callable[[], None] = lambda: None,
         extra_handlers: dict[str, Callable[[mqtt.MQTTMessage], None]] | None = None,
     ) -> None:
         self.address = BrokerAddress.parse(url)
@@ -167,7 +167,10 @@ class MqttConsumer:
         self.generation = 0
         self.connected = False
         self.overload_dropped = 0
-        self._on_connection_change = on_connection_change
+        self._on_overload_drop = on_overload_drop
+        self.on_connection_change: Callable[[bool], None] = lambda up: None
+        """Told of every connect (True) and loss (False), on the network thread; set it before
+        :meth:`start` (the service does, once the sinks that need it exist)."""
         self._on_fatal = on_fatal
         client = _BurstClient(
             CallbackAPIVersion.VERSION2,
@@ -215,9 +218,6 @@ class MqttConsumer:
         generation = self.generation
         self.client.ack_many([m.mid for m in messages if m.qos == 1 and m.generation == generation])
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=qos, retain=retain)
-
     # -- paho callbacks (network thread) -----------------------------------------------------
 
     def _on_connect(
@@ -245,7 +245,7 @@ class MqttConsumer:
         log.info("connected to MQTT broker %s (session present: %s)", self.address, flags.session_present)
         client.subscribe([(topic, 1) for topic in self.subscriptions])
         self.connected = True
-        self._on_connection_change(True)
+        self.on_connection_change(True)
 
     def _on_disconnect(
         self,
@@ -258,11 +258,12 @@ class MqttConsumer:
         if self.connected:
             log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
         self.connected = False
-        self._on_connection_change(False)
+        self.on_connection_change(False)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.qos == 0 and len(self.inbox) > QOS0_INBOX_LIMIT:
             self.overload_dropped += 1
+            self._on_overload_drop()
             return
         self.inbox.put(
             InMessage(

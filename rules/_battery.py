@@ -12,6 +12,7 @@ TYPE = "LOW_BATTERY"
 
 
 class BatteryRules(Family):
+    state_key = "BatteryRules"
     kinds = tuple(spec.name for spec in KINDS if spec.has_battery)
     types = (TYPE,)
 

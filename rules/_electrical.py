@@ -48,6 +48,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 
 class ElectricalRules(Family):
+    state_key = "ElectricalRules"
     kinds = (KIND,)
     extract = staticmethod(extract)
     types = ("RESIDUAL_CURRENT_HIGH", "CABLE_OVERHEAT", "TEMP_RISE_FAST")

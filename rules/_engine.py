@@ -72,7 +72,7 @@ class RuleEngine:
         districts = self.registry.districts
         counts: dict[tuple[str, str], tuple[int, int]] = {}
         for kind, cols in self._cols.items():
-            offline_cols = cols.get(OfflineRules.__name__)
+            offline_cols = cols.get(OfflineRules.state_key)
             if offline_cols is None:
                 continue
             view = self._views[kind]
@@ -261,6 +261,11 @@ class RuleEngine:
                     new_local[i] = self._local[slot]
             ok = new_local >= 0
             src, dst = np.flatnonzero(ok), new_local[ok]
+            stored_families = {name.split("/")[2] for name in stored if name.startswith(f"col/{kind}/")}
+            for lost in sorted(stored_families - set(self._cols[kind])):
+                log.warning(
+                    "rule state: no family %r for %s any more; its stored state is dropped", lost, kind
+                )
             for family_name, cols in self._cols[kind].items():
                 for column, values in cols.items():
                     old = stored.get(f"col/{kind}/{family_name}/{column}")

@@ -136,9 +136,15 @@ class Context:
         )
 
 
+_STATE_KEYS: dict[str, str] = {}
+
+
 class Family:
     """Base of a rule family; override what the family needs."""
 
+    state_key: ClassVar[str]
+    """The family's name in rule-state snapshots: fixed, so that renaming the class keeps the
+    state (these began as the class names)."""
     kinds: ClassVar[tuple[str, ...]] = ()
     types: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[Mapping[str, type[RuleSettings]]] = {}
@@ -155,6 +161,12 @@ class Family:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "state_key" not in cls.__dict__:
+            raise TypeError(f"rule family {cls.__name__} must name its state_key")
+        if _STATE_KEYS.setdefault(cls.state_key, cls.__qualname__) != cls.__qualname__:
+            raise TypeError(
+                f"rule families {_STATE_KEYS[cls.state_key]} and {cls.__name__} share a state_key"
+            )
         EXTENSION_RULES.update(cls.settings)
 
     def __init__(self, ctx: Context) -> None:
@@ -162,7 +174,7 @@ class Family:
 
     @property
     def name(self) -> str:
-        return type(self).__name__
+        return self.state_key
 
     def columns(self, kind: str) -> dict[str, Column]:
         return {}

@@ -14,6 +14,7 @@ TYPE = "DEVICE_FAULT"
 
 
 class FaultRules(Family):
+    state_key = "FaultRules"
     kinds = tuple(spec.name for spec in KINDS if spec.has_fault)
     types = (TYPE,)
 

@@ -19,6 +19,7 @@ TYPE = "DEVICE_OFFLINE"
 
 
 class OfflineRules(Family):
+    state_key = "OfflineRules"
     kinds = tuple(spec.name for spec in KINDS if spec.can_go_offline)
     types = (TYPE,)
     rounds = False

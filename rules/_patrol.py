@@ -32,6 +32,7 @@ KIND = "patrol"
 
 
 class PatrolRules(Family):
+    state_key = "PatrolRules"
     kinds = (KIND,)
     types = ("PATROL_HAZARD", "PATROL_MISSED", "PATROL_TOO_FAST")
     rounds = False

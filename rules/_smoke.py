@@ -44,6 +44,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 
 class SmokeRules(Family):
+    state_key = "SmokeRules"
     kinds = (KIND,)
     extract = staticmethod(extract)
     types = ("FIRE_ALARM", "TAMPER", "FIRE_CONFIRMED")

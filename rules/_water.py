@@ -36,6 +36,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 
 class WaterRules(Family):
+    state_key = "WaterRules"
     kinds = (KIND,)
     extract = staticmethod(extract)
     types = ("LOW_PRESSURE", "PRESSURE_LOSS", "HIGH_PRESSURE")

@@ -28,6 +28,7 @@ def extract(readings: Sequence[Reading]) -> dict[str, Array]:
 
 
 class GasRules(Family):
+    state_key = "gas"
     kinds = ("gas",)
     extract = staticmethod(extract)
     types = ("GAS_LEAK",)
