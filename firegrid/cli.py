@@ -14,7 +14,12 @@ from devices import ConfigError
 log = logging.getLogger("firegrid")
 
 # Sub-command modules that add their own parsers: each has add_parser(subparsers).
-_COMMAND_MODULES = ("firegrid.cli_simulate", "firegrid.cli_dashboards", "firegrid.cli_demo")
+_COMMAND_MODULES = (
+    "firegrid.cli_simulate",
+    "firegrid.cli_dashboards",
+    "firegrid.cli_demo",
+    "firegrid.cli_credentials",
+)
 
 
 def _configure_logging(level: str) -> None:
