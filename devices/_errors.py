@@ -4,8 +4,12 @@ FiregridError
 ├── ConfigError            refused at start-up; the message is one readable line
 │   ├── SettingsError      invalid settings (environment or --config TOML)
 │   ├── RegistryError      registry files: file, line and problem
-│   └── RulesError         rules file: file, key and reason
+│   ├── RulesError         rules file: file, key and reason
+│   └── ScenarioError      a simulator scenario file is wrong or cannot be planned (also a ValueError)
+├── DemoError              stops ``firegrid demo`` with one readable line
 └── ServiceError           a backing service misbehaves at run time
+    ├── ServiceStartError  a local service (mosquitto, influxd, ingest) could not be started
+    │   └── PortInUseError a port asked for explicitly is taken
     ├── InfluxError
     │   ├── InfluxAuthError        401/403: fatal, credentials are wrong
     │   ├── InfluxRejectedError    400/422: the points are bad; record, never retry
@@ -41,8 +45,28 @@ class RulesError(ConfigError):
     """A rules file is wrong."""
 
 
+class ScenarioError(ConfigError, ValueError):
+    """A scenario file is wrong or cannot be planned; the message names file and key."""
+
+
+class DemoError(FiregridError):
+    """Stops the demo with one readable line."""
+
+
 class ServiceError(FiregridError):
     """A backing service failed."""
+
+
+class ServiceStartError(ServiceError):
+    """A local service could not be started; the message says why and where its log is."""
+
+
+class PortInUseError(ServiceStartError):
+    """A port asked for explicitly is taken."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} is already in use")
+        self.port = port
 
 
 class InfluxError(ServiceError):

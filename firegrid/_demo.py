@@ -44,6 +44,7 @@ import httpx
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from devices import DemoError
 from firegrid._alert_feed import AlertFeed
 from firegrid._demo_screen import alert_line, live_screen, print_summary, rel, status_line
 from firegrid._demo_summary import DemoSummary, StoredPoints, TrafficTotals
@@ -73,10 +74,6 @@ MEASUREMENTS = {
     "rejects": "topic",
 }
 """A field every point of the measurement has, to count the points."""
-
-
-class DemoError(Exception):
-    """Stops the demo with one readable line."""
 
 
 @dataclass(frozen=True, slots=True)

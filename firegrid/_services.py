@@ -37,6 +37,8 @@ from typing import IO, Any
 
 import httpx
 
+from devices import PortInUseError, ServiceStartError
+
 __all__ = [
     "INFLUXD_BIN",
     "MOSQUITTO_BIN",
@@ -59,18 +61,6 @@ __all__ = [
 
 MOSQUITTO_BIN = "mosquitto"
 INFLUXD_BIN = "influxd"
-
-
-class ServiceStartError(RuntimeError):
-    """A local service could not be started; the message says why and where its log is."""
-
-
-class PortInUseError(ServiceStartError):
-    """A port asked for explicitly is taken."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(f"port {port} is already in use")
-        self.port = port
 
 
 # -- waiting and ports ---------------------------------------------------------------------------

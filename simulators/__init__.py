@@ -6,13 +6,13 @@ load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run, path, rule
 run_traffic(RunOptions(...)) -> RunSummary
 """
 
+from devices import ScenarioError
 from simulators._physics import Effect, Fleet, Scan, load_factor, water_demand
 from simulators._planner import RunWindow
 from simulators._runner import Background, RunOptions, RunSummary, parse_mqtt_url, run_traffic
 from simulators._scenario_schema import (
     HOSTILE_CASES,
     Scenario,
-    ScenarioError,
     builtin_scenarios,
     load_scenario,
     resolve_scenario,

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from devices import Topics
+from devices import ScenarioError, Topics
 from rules import RulesConfig
 from simulators._physics import Fleet
-from simulators._scenario_schema import Scenario, ScenarioError, Target
+from simulators._scenario_schema import Scenario, Target
 from simulators._truth import ExpectedEvent, Out, Plan, Timed
 
 

@@ -32,11 +32,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from devices import Registry
+from devices import Registry, ScenarioError
 from rules import RulesConfig
 from simulators._physics import Fleet, _Bank
 from simulators._planner import RunWindow
-from simulators._scenario_schema import Scenario, ScenarioError, load_scenario, resolve_scenario
+from simulators._scenario_schema import Scenario, load_scenario, resolve_scenario
 from simulators._scenarios import plan_scenario
 from simulators._truth import Out, Plan
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from devices import ID_PATTERN, is_identifier
+from devices import ID_PATTERN, ScenarioError, is_identifier
 from rules import RulesConfig
 from simulators._physics import DAY_S, NORMAL_TEMP_C
 
@@ -29,10 +29,6 @@ RISE_MARGIN = 0.2
 """A cable's rise rate must stay this share away from TEMP_RISE_FAST's rate."""
 BATTERY_MARGIN_PCT = 1.0
 """A battery level must stay this far from LOW_BATTERY's limit."""
-
-
-class ScenarioError(ValueError):
-    """A scenario file is wrong or cannot be planned; the message names file and key."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")

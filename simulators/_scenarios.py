@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
+from devices import ScenarioError
 from rules import RulesConfig
 from simulators._device_steps import (
     confirm_fires,
@@ -51,7 +52,6 @@ from simulators._scenario_schema import (
     PatrolSkip,
     Pressure,
     Scenario,
-    ScenarioError,
     Silence,
     StepBase,
     Tamper,
