@@ -71,19 +71,26 @@ class FireConfirmedRule(_Rule):
     min_detectors: Annotated[int, Field(ge=2, le=100)] = 2
 
 
-class LowBatteryRule(_Rule):
-    severity: Severity = "minor"
-    limit: Annotated[float, Field(gt=0, le=100)] = 15.0
-    """Raises when battery_pct < limit."""
-    clear: Annotated[float, Field(gt=0, le=100)] = 20.0
-    """Clears when battery_pct ≥ clear."""
-    for_s: NonNegative = 0.0
+class _BelowLimitRule(_Rule):
+    """Raises below ``limit``, clears at ``clear`` or above (hysteresis)."""
+
+    limit: float
+    clear: float
 
     @model_validator(mode="after")
     def _order(self) -> Self:
         if self.clear < self.limit:
             raise ValueError(f"clear ({self.clear}) must be ≥ limit ({self.limit})")
         return self
+
+
+class LowBatteryRule(_BelowLimitRule):
+    severity: Severity = "minor"
+    limit: Annotated[float, Field(gt=0, le=100)] = 15.0
+    """Raises when battery_pct < limit."""
+    clear: Annotated[float, Field(gt=0, le=100)] = 20.0
+    """Clears when battery_pct ≥ clear."""
+    for_s: NonNegative = 0.0
 
 
 class ResidualCurrentRule(_Rule):
@@ -125,17 +132,11 @@ class LowPressureRule(_Rule):
     clear_delta: NonNegative = 0.02
 
 
-class PressureLossRule(_Rule):
+class PressureLossRule(_BelowLimitRule):
     severity: Severity = "critical"
     limit: Positive = 0.05
     clear: Positive = 0.07
     for_s: NonNegative = 0.0
-
-    @model_validator(mode="after")
-    def _order(self) -> Self:
-        if self.clear < self.limit:
-            raise ValueError(f"clear ({self.clear}) must be ≥ limit ({self.limit})")
-        return self
 
 
 class HighPressureRule(_Rule):
