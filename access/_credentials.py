@@ -49,13 +49,14 @@ class CredentialsSummary:
 
 
 def read_password_file(path: Path) -> dict[str, str]:
-    """``user → hash`` of a mosquitto password file (blank and ``#`` lines skipped; first line wins)."""
+    """``user → hash`` of a mosquitto password file (blank and ``#`` lines skipped; as in mosquitto
+    2.0, the last of a user's lines wins)."""
     users: dict[str, str] = {}
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
         for line in handle:
             user, colon, hashed = line.rstrip("\r\n").partition(":")
             if colon and user and not user.startswith("#"):
-                users.setdefault(user, hashed)
+                users[user] = hashed
     return users
 
 

@@ -83,17 +83,19 @@ class _Index:
         return int(self.keys.size)
 
     def lookup(self, user: bytes) -> bytes | None:
-        """The stored hash of ``user``; None when absent or listed twice (ambiguous: refused)."""
+        """The stored hash of ``user``, or None. Like mosquitto 2.0, the last of duplicate lines wins."""
         key = hash(user)
         i = int(np.searchsorted(self.keys, key))
         found: bytes | None = None
         prefix = user + b":"
-        while i < self.keys.size and self.keys[i] == key:
+        while i < self.keys.size and self.keys[i] == key:  # equal keys are in file order
             line = os.pread(self.fd, _MAX_LINE, int(self.starts[i])).split(b"\n", 1)[0]
             if line.startswith(prefix):
                 if found is not None:
-                    log.warning("password file lists user %r twice: refused", user.decode(errors="replace"))
-                    return None
+                    log.warning(
+                        "password file lists %s more than once: the last line counts",
+                        user.decode(errors="replace"),
+                    )
                 found = line[len(prefix) :].strip()
             i += 1
         return found
@@ -141,8 +143,8 @@ class PasswordFile:
             secret = password.encode("utf-8")
         except UnicodeEncodeError:
             return False
-        if not user_bytes or any(c in user_bytes for c in b":\n\r\0"):
-            return False
+        if not user_bytes or user_bytes[0] == 0x23 or any(c in user_bytes for c in b":\n\r\0"):
+            return False  # '#' starts a comment line in the file
         with self._lock:
             index = self._current()
             stored = None if index is None else index.lookup(user_bytes)
