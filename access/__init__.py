@@ -34,6 +34,7 @@ from access._principals import (
     Principals,
     Role,
 )
+from access._service_accounts import write_service_accounts
 from access._visibility import Access, Visibility
 
 __all__ = [
@@ -69,4 +70,5 @@ __all__ = [
     "service_rules",
     "verify_password",
     "write_credentials",
+    "write_service_accounts",
 ]

@@ -26,9 +26,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto, free_port, wait_for
-from simulators import write_world
+from simulators import parse_mqtt_url, write_world
 
 
 def cpu_seconds(pid: int) -> float:
@@ -45,14 +46,16 @@ def percentile(values: list[float], q: float) -> float:
 class Probe:
     """Sets one smoke detector after another in alarm; each raises an event, which is published."""
 
-    def __init__(self, port: int, detectors: list[tuple[str, str, str]]) -> None:
+    def __init__(self, url: str, detectors: list[tuple[str, str, str]]) -> None:
+        host, port, user, password = parse_mqtt_url(url)
         self.detectors = detectors
         self.round = 0
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.username_pw_set(user, password)
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(host, port)
         sock = self.client.socket()
         assert isinstance(sock, socket.socket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # measure firegrid, not Nagle
@@ -125,7 +128,7 @@ def main() -> int:
         port = free_port()
         env = dict(
             os.environ,
-            FIREGRID_MQTT_URL=broker.url,
+            FIREGRID_MQTT_URL=broker.url_as(INGEST_ACCOUNT),
             FIREGRID_INFLUX_URL=influx.url,
             FIREGRID_REGISTRY=str(registry_dir),
             FIREGRID_DATA_DIR=str(work / "data"),
@@ -142,7 +145,7 @@ def main() -> int:
         probe = None
         try:
             wait_for(lambda: _healthy(port), 60, "firegrid healthy")
-            probe = Probe(broker.port, detectors)
+            probe = Probe(broker.url_as(SIMULATOR_ACCOUNT), detectors)
             for round_, rate in enumerate(int(r) for r in args.rates.split(",")):
                 probe.detectors = detectors[round_ * args.samples : (round_ + 1) * args.samples]
                 probe.round = round_
@@ -156,7 +159,7 @@ def main() -> int:
                         "--registry",
                         str(registry_dir),
                         "--url",
-                        broker.url,
+                        broker.url_as(SIMULATOR_ACCOUNT),
                         "--rate",
                         str(rate),
                         "--duration",

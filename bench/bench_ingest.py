@@ -31,17 +31,21 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto, free_port, wait_for
+from simulators import parse_mqtt_url
 from tests.helpers import write_registry
 
 PUBLISHERS = 2
 DEVICES = 1000
 
 
-def _publish(port: int, prefix: str, worker: int, count: int, start_ms: int) -> None:
+def _publish(url: str, prefix: str, worker: int, count: int, start_ms: int) -> None:
+    host, port, user, password = parse_mqtt_url(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set(user, password)
     client.max_inflight_messages_set(1000)
-    client.connect("127.0.0.1", port)
+    client.connect(host, port)
     client.loop_start()
     infos: list[mqtt.MQTTMessageInfo] = []
     for i in range(count):
@@ -67,10 +71,10 @@ def _publish(port: int, prefix: str, worker: int, count: int, start_ms: int) -> 
     client.loop_stop()
 
 
-def _run_publishers(port: int, prefix: str, total: int) -> list[mp.Process]:
+def _run_publishers(url: str, prefix: str, total: int) -> list[mp.Process]:
     start_ms = int(time.time() * 1000) - 3_600_000
     procs = [
-        mp.Process(target=_publish, args=(port, prefix, w, total // PUBLISHERS, start_ms))
+        mp.Process(target=_publish, args=(url, prefix, w, total // PUBLISHERS, start_ms))
         for w in range(PUBLISHERS)
     ]
     for proc in procs:
@@ -104,6 +108,7 @@ def bare_ceiling(broker: Mosquitto, total: int, queued: bool) -> float:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
     )
+    client.username_pw_set(INGEST_ACCOUNT, broker.passwords[INGEST_ACCOUNT])
     client.on_message = on_message
     client.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
     client.subscribe(f"{prefix}fire/#", qos=1)
@@ -114,7 +119,7 @@ def bare_ceiling(broker: Mosquitto, total: int, queued: bool) -> float:
     if queued:
         client.disconnect()
         client.loop_stop()
-        for proc in _run_publishers(broker.port, prefix, total):
+        for proc in _run_publishers(broker.url_as(SIMULATOR_ACCOUNT), prefix, total):
             proc.join()
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
@@ -125,7 +130,7 @@ def bare_ceiling(broker: Mosquitto, total: int, queued: bool) -> float:
         client.loop_start()
     else:
         started = time.perf_counter()
-        procs = _run_publishers(broker.port, prefix, total)
+        procs = _run_publishers(broker.url_as(SIMULATOR_ACCOUNT), prefix, total)
     done.wait(600)
     elapsed = time.perf_counter() - started
     for proc in procs:
@@ -142,7 +147,7 @@ def firegrid_rate(
     prefix = f"fg{int(queued)}/"
     env = dict(
         os.environ,
-        FIREGRID_MQTT_URL=broker.url,
+        FIREGRID_MQTT_URL=broker.url_as(INGEST_ACCOUNT),
         FIREGRID_INFLUX_URL=influx.url,
         FIREGRID_INFLUX_DB=f"bench{int(queued)}",
         FIREGRID_REGISTRY=str(registry),
@@ -173,7 +178,7 @@ def firegrid_rate(
     if queued:  # stop it (the session stays), queue everything, then time its drain alone
         proc.terminate()
         proc.wait(60)
-        for publisher in _run_publishers(broker.port, prefix, total):
+        for publisher in _run_publishers(broker.url_as(SIMULATOR_ACCOUNT), prefix, total):
             publisher.join()
         started = time.perf_counter()
         profile = os.environ.get("BENCH_PROFILE")  # e.g. /tmp/ingest.svg: py-spy records the drain
@@ -186,7 +191,7 @@ def firegrid_rate(
         wait_for(healthy, 30, "firegrid healthy again")
     else:
         started = time.perf_counter()
-        procs = _run_publishers(broker.port, prefix, total)
+        procs = _run_publishers(broker.url_as(SIMULATOR_ACCOUNT), prefix, total)
     wait_for(
         lambda: metric("firegrid_points_written_total") >= total, 600, "all points written", interval=0.02
     )

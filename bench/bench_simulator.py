@@ -15,6 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from access import SIMULATOR_ACCOUNT
 from firegrid._services import Mosquitto
 from simulators import RunOptions, RunSummary, run_traffic, write_world
 
@@ -38,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         try:
             for qos in (0, 1):
-                top = _run(registry, broker.url, 1_000_000, args.seconds, qos)
+                top = _run(registry, broker.url_as(SIMULATOR_ACCOUNT), 1_000_000, args.seconds, qos)
                 results[f"max_rate_qos{qos}"] = round(top.achieved_rate)
                 print(
                     f"max publish rate, QoS {qos}: {top.achieved_rate:,.0f} msg/s "
                     f"({top.sent:,} messages in {top.seconds:.2f} s, unacked {top.unacked})"
                 )
             for qos in (0, 1):
-                paced = _run(registry, broker.url, 10_000, args.seconds, qos)
+                paced = _run(registry, broker.url_as(SIMULATOR_ACCOUNT), 10_000, args.seconds, qos)
                 error = (paced.achieved_rate / 10_000 - 1) * 100
                 results[f"rate_10k_qos{qos}"] = round(paced.achieved_rate)
                 results[f"rate_10k_qos{qos}_error_pct"] = round(error, 2)

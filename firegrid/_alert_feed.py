@@ -130,7 +130,9 @@ def percentile(ordered: Sequence[int], q: float) -> int | None:
 class AlertFeed:
     """Subscribes to the alerts of a broker on 127.0.0.1 (paho's network thread calls ``add``)."""
 
-    def __init__(self, port: int, topics: Topics | None = None) -> None:
+    def __init__(
+        self, port: int, topics: Topics | None = None, *, user: str | None = None, password: str | None = None
+    ) -> None:
         self.port = port
         self.topics = topics or Topics()
         self._lock = threading.Lock()
@@ -146,6 +148,8 @@ class AlertFeed:
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"firegrid-demo-feed-{os.getpid()}", protocol=mqtt.MQTTv311
         )
+        if user is not None:
+            self._client.username_pw_set(user, password)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message

@@ -28,6 +28,7 @@ This module runs the demo: ports, start-up in order, the loop, stopping in order
 from __future__ import annotations
 
 import contextlib
+import csv
 import fcntl
 import json
 import signal
@@ -44,7 +45,15 @@ import httpx
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from devices import DemoError
+from access import (
+    CONSOLE_ACCOUNT,
+    INGEST_ACCOUNT,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SIMULATOR_ACCOUNT,
+    make_credentials,
+)
+from devices import DemoError, FiregridError
 from firegrid._alert_feed import AlertFeed
 from firegrid._demo_screen import alert_line, live_screen, print_summary, rel, status_line
 from firegrid._demo_summary import DemoSummary, StoredPoints, TrafficTotals
@@ -129,6 +138,8 @@ class Demo:
         self.feed: AlertFeed | None = None
         self.simulator: DemoTraffic | None = None
         self.world: dict[str, Any] = {}
+        self.credentials = self.dir / "credentials"
+        self.service_passwords: dict[str, str] = {}
         self.run_started_at: float | None = None
         self.run_ended_at: float | None = None
         self._influx_before: dict[str, int] | None = None
@@ -224,11 +235,17 @@ class Demo:
         o = self.options
         mqtt_port, mqtt_note = self._port(o.mqtt_port, DEFAULT_MQTT_PORT, "--mqtt-port")
         influx_port, influx_note = self._port(o.influx_port, DEFAULT_INFLUX_PORT, "--influx-port")
-        self.mosquitto = Mosquitto(self.dir / "mosquitto", port=mqtt_port, die_with_parent=True)
+        self.mosquitto = Mosquitto(
+            self.dir / "mosquitto",
+            port=mqtt_port,
+            die_with_parent=True,
+            credentials=self.credentials,
+            passwords=self.service_passwords,
+        )
         self._start(self.mosquitto, timeout=30)
         self.say(
-            f"[bold]mosquitto[/] {self.mosquitto.url}{mqtt_note}  pid {self.mosquitto.pid}, "
-            f"log {rel(self.mosquitto.log_path)}"
+            f"[bold]mosquitto[/] mqtt://127.0.0.1:{self.mosquitto.port}{mqtt_note}  no anonymous clients, "
+            f"pid {self.mosquitto.pid}, log {rel(self.mosquitto.log_path)}"
         )
         self.influxd = Influxd(self.dir / "influxdb", port=influx_port, die_with_parent=True)
         self._start(self.influxd, timeout=60)
@@ -268,6 +285,19 @@ class Demo:
         stamp.write_text(json.dumps(self.world, indent=1) + "\n")
         self.say(f"[bold]world[/]     {rel(registry)} (new: {self._world_text()})")
 
+    def _make_credentials(self) -> None:
+        """Every principal of the world gets a password (kept across demo runs); the service
+        accounts are renewed each run, so that this run knows theirs (secrets.csv, mode 0600)."""
+        self.credentials = self.dir / "credentials"
+        try:
+            summary = make_credentials(self.dir / "registry", self.credentials, rotate=SERVICE_ACCOUNTS)
+            with (self.credentials / SECRETS).open(newline="") as handle:
+                secrets = {row["principal"]: row["password"] for row in csv.DictReader(handle)}
+        except (OSError, FiregridError, KeyError) as exc:
+            raise DemoError(f"cannot write the credentials into {self.credentials}: {exc}") from exc
+        self.service_passwords = {name: secrets[name] for name in SERVICE_ACCOUNTS}
+        self.say(f"[bold]access[/]    {summary} (new passwords in {rel(self.credentials / SECRETS)})")
+
     def _world_text(self) -> str:
         w = self.world
         devices = w.get("devices") or {}
@@ -283,7 +313,7 @@ class Demo:
         http = f"127.0.0.1:{http_port}"
         data = self.dir / "data"
         settings = {
-            "mqtt_url": self.mosquitto.url,
+            "mqtt_url": self.mosquitto.url_as(INGEST_ACCOUNT),
             "influx_url": self.influxd.url,
             "influx_db": INFLUX_DB,
             "registry": str(self.dir / "registry"),
@@ -350,7 +380,7 @@ class Demo:
         assert self.mosquitto is not None and self.feed is not None
         self.simulator = DemoTraffic(
             self.dir / "registry",
-            self.mosquitto.url,
+            self.mosquitto.url_as(SIMULATOR_ACCOUNT),
             self.options.rate,
             self.options.scenario,
             self.options.seed,
@@ -499,11 +529,16 @@ class Demo:
         with self._signals():
             try:
                 self._stop_leftovers()
-                self._start_services()
                 self._make_world()
+                self._make_credentials()
+                self._start_services()
                 self._start_ingest()
                 assert self.mosquitto is not None
-                self.feed = AlertFeed(self.mosquitto.port)
+                self.feed = AlertFeed(
+                    self.mosquitto.port,
+                    user=CONSOLE_ACCOUNT,
+                    password=self.mosquitto.passwords[CONSOLE_ACCOUNT],
+                )
                 try:
                     self.feed.start()
                 except ConnectionError as exc:

@@ -34,9 +34,11 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
+from access import ACL, PASSWD, write_service_accounts
 from devices import PortInUseError, ServiceStartError
 
 __all__ = [
@@ -60,6 +62,22 @@ __all__ = [
 ]
 
 MOSQUITTO_BIN = "mosquitto"
+_OWN_SETTINGS = (
+    "listener",
+    "persistence_location",
+    "user ",
+    "log_dest",
+    "pid_file",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "require_certificate",
+    "tls_version",
+)
+"""Lines of deploy/mosquitto.conf that a local broker replaces with its own (port, files, TLS)."""
 INFLUXD_BIN = "influxd"
 
 
@@ -304,29 +322,46 @@ class ChildProcess:
 
 
 class Mosquitto(ChildProcess):
-    """A mosquitto broker with persistence, sized for held acks (see deploy/mosquitto.conf)."""
+    """A mosquitto broker with persistence, sized for held acks (see deploy/mosquitto.conf).
+
+    Never anonymous: it reads ``passwd`` and ``acl`` from ``credentials`` (a directory written
+    by ``firegrid credentials``, whose service passwords the caller passes in ``passwords``),
+    or, without one, from a directory of its own holding just the service accounts, valid
+    under any one-level topic prefix (so tests and benchmarks may each use their own)."""
 
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None, *, die_with_parent: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        *,
+        die_with_parent: bool = False,
+        credentials: Path | None = None,
+        passwords: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(workdir, die_with_parent=die_with_parent)
         self.port = port or free_port()
+        if credentials is None:
+            credentials = workdir / "credentials"
+            passwords = write_service_accounts(credentials, prefixes=("", "+/"))
+        self.credentials = credentials
+        self.passwords: dict[str, str] = dict(passwords or {})
         self.config_path = workdir / "mosquitto.conf"
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(exist_ok=True)
         template = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.conf"
         body = template.read_text() if template.is_file() else ""
         # the shipped tuning, with this instance's port, persistence directory and user
-        kept = [
-            line
-            for line in body.splitlines()
-            if not line.startswith(("listener", "persistence_location", "user ", "log_dest", "pid_file"))
-        ]
+        kept = [line for line in body.splitlines() if not line.startswith(_OWN_SETTINGS)]
         self.config_path.write_text(
             "\n".join(
                 [
                     *kept,
                     f"listener {self.port} 127.0.0.1",
+                    "allow_anonymous false",
+                    f"password_file {self.credentials / PASSWD}",
+                    f"acl_file {self.credentials / ACL}",
                     f"persistence_location {self.data_dir}/",
                     f"user {getpass.getuser()}",
                     "log_dest stdout",
@@ -335,9 +370,19 @@ class Mosquitto(ChildProcess):
             )
         )
 
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+    def url_as(self, user: str) -> str:
+        """The broker's URL with ``user``'s credentials (a service account, or a principal whose
+        password the caller added to :attr:`passwords`)."""
+        password = self.passwords.get(user)
+        if password is None:
+            raise KeyError(f"no password known for {user}")
+        return f"mqtt://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}"
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto rereads its password and ACL files (and drops clients whose
+        password changed)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def command(self) -> list[str]:
         return [_find(MOSQUITTO_BIN), "-c", str(self.config_path)]

@@ -10,23 +10,28 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from simulators import parse_mqtt_url
 from tests.helpers import eventually
 
 
 class TestClient:
     __test__ = False
 
-    def __init__(self, port: int, client_id: str = "") -> None:
+    def __init__(self, url: str, client_id: str = "") -> None:
+        """``url``: ``mqtt://user:password@host:port``, e.g. ``broker.url_as(SIMULATOR_ACCOUNT)``."""
+        host, port, user, password = parse_mqtt_url(url)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
         )
+        if user is not None:
+            self.client.username_pw_set(user, password)
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         self._subacked: set[int] = set()
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(host, port)
         self.client.loop_start()
         eventually(self.client.is_connected, timeout=10, what="test MQTT client connected")
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from access import INGEST_ACCOUNT
 from firegrid._services import Influxd, Mosquitto, free_port
 from tests.helpers import eventually, write_registry
 
@@ -76,7 +77,7 @@ def service_env(
     """The environment of a `firegrid ingest` of its own: database, topic prefix, HTTP port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
     env.update(
-        FIREGRID_MQTT_URL=broker.url,
+        FIREGRID_MQTT_URL=broker.url_as(INGEST_ACCOUNT),
         FIREGRID_INFLUX_URL=influx.url,
         FIREGRID_INFLUX_DB=influx_db,
         FIREGRID_REGISTRY=str(registry_dir),

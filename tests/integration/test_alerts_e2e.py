@@ -17,8 +17,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from access import SIMULATOR_ACCOUNT
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
+from simulators import parse_mqtt_url
 from tests.helpers import eventually, influx_query
 from tests.integration.conftest import IngestProcess
 
@@ -32,14 +34,16 @@ EVENT_FIELDS = {
 class Listener:
     """Subscribes to everything under the test's prefix and keeps what arrives."""
 
-    def __init__(self, port: int, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
+        host, port, user, password = parse_mqtt_url(url)
         self.prefix = prefix
         self.received: list[tuple[str, dict[str, Any], float]] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.username_pw_set(user, password)
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
+        self.client.connect(host, port)
         self.client.subscribe([(f"{prefix}alerts/#", 1), (f"{prefix}actions/+/result", 1)])
         self.client.loop_start()
         eventually(self.client.is_connected, timeout=10)
@@ -83,7 +87,7 @@ def registry(registry_dir: Path) -> Registry:
 
 @pytest.fixture
 def listen(broker: Mosquitto, topic_prefix: str) -> Iterator[Listener]:
-    listener = Listener(broker.port, topic_prefix)
+    listener = Listener(broker.url_as(SIMULATOR_ACCOUNT), topic_prefix)
     yield listener
     listener.close()
 

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import paho.mqtt.client as mqtt
 
+from access import CONSOLE_ACCOUNT, INGEST_ACCOUNT, SIMULATOR_ACCOUNT
 from alerts import EventStore
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
@@ -47,9 +48,10 @@ def test_alerts_and_actions_over_the_broker(
     broker: Mosquitto, influx: Influxd, influx_db: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     registry = Registry.load(write_registry(tmp_path / "registry"))
-    service = TestClient(broker.port)  # the service's own client: publishes alerts, receives actions
-    watcher = TestClient(broker.port)
-    worker = TestClient(broker.port)
+    # the service's own client (publishes alerts, receives actions), a console and a worker
+    service = TestClient(broker.url_as(INGEST_ACCOUNT))
+    watcher = TestClient(broker.url_as(CONSOLE_ACCOUNT))
+    worker = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     store = EventStore(tmp_path / "events.sqlite", registry, service.client, topic_prefix=topic_prefix)
     lines: list[str] = []
     try:

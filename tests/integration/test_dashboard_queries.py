@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 import dashboards
+from access import SIMULATOR_ACCOUNT
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
 from tests.conftest import running
@@ -109,7 +110,7 @@ def firegrid_data(
         start = idle_start_ms(world, int(time.time() * 1000))
         run = run_scenario(
             registry=world.registry,
-            url=broker.url,
+            url=broker.url_as(SIMULATOR_ACCOUNT),
             prefix=topic_prefix,
             scenario=scenario,
             truth_path=tmp_path / "truth.jsonl",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from access import SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
 from tests.helpers import eventually, influx_query
 from tests.integration.conftest import IngestProcess
@@ -20,7 +21,7 @@ DEVICES = ("W0000", "W0001", "W0002")
 
 @pytest.fixture
 def client(broker: Mosquitto) -> Iterator[TestClient]:
-    c = TestClient(broker.port)
+    c = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     yield c
     c.close()
 
@@ -111,12 +112,12 @@ def test_broker_restart_reconnects_and_loses_nothing(
     ingest: IngestProcess, broker: Mosquitto, influx: Influxd, influx_db: str, topic_prefix: str
 ) -> None:
     base = int(time.time() * 1000) - 600_000
-    first = TestClient(broker.port)
+    first = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     first.publish_many(_stream(topic_prefix, 0, 300, base))
     first.close()
     broker.restart()
     eventually(ingest.healthy, timeout=30, what="ingest reconnected to the broker")
-    second = TestClient(broker.port)
+    second = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     second.publish_many(_stream(topic_prefix, 300, 600, base))
     second.close()
     eventually(

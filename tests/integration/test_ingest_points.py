@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from access import SIMULATOR_ACCOUNT
 from devices import KINDS, KindSpec
 from firegrid._services import Influxd, Mosquitto
 from tests.helpers import eventually, influx_query
@@ -47,7 +48,7 @@ EXPECTED_FIELDS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture
 def client(broker: Mosquitto) -> Iterator[TestClient]:
-    c = TestClient(broker.port)
+    c = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     yield c
     c.close()
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from access import SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
 from tests.helpers import eventually, influx_query
 from tests.integration.conftest import IngestProcess
@@ -38,7 +39,7 @@ CASES: list[tuple[str, str, bytes | str]] = [
 
 @pytest.fixture
 def client(broker: Mosquitto) -> Iterator[TestClient]:
-    c = TestClient(broker.port)
+    c = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     yield c
     c.close()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from access import SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
 from ingest import expected_string
 from simulators import write_world
@@ -95,7 +96,7 @@ def _run(
     scale, start = SCENARIOS[name]
     return run_scenario(
         registry=world,
-        url=broker.url,
+        url=broker.url_as(SIMULATOR_ACCOUNT),
         prefix=prefix,
         scenario=name,
         truth_path=tmp_path / f"{name}.truth.jsonl",

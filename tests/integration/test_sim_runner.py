@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
 from devices import KIND_BY_NAME, MAX_PAYLOAD, Registry, Topics, is_identifier
 from firegrid import cli_simulate
 from firegrid._services import Mosquitto
@@ -25,12 +26,13 @@ class Subscriber:
     """Every message on the prefix's readings topics (``{prefix}fire/#``)."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        host, port, _, _ = parse_mqtt_url(url)
+        host, port, user, password = parse_mqtt_url(url)
         self.prefix = prefix
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(user, password)
         subscription = Topics(prefix).readings_subscription
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(subscription, 1)
         self.client.on_subscribe = lambda c, u, m, r, p: self.ready.set()
@@ -61,7 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def subscriber(broker: Mosquitto, topic_prefix: str) -> Iterator[Subscriber]:
-    sub = Subscriber(broker.url, topic_prefix)
+    sub = Subscriber(broker.url_as(INGEST_ACCOUNT), topic_prefix)
     yield sub
     sub.close()
 
@@ -73,7 +75,7 @@ def test_short_run_delivers_every_message_at_the_requested_rate(
     summary = run_traffic(
         RunOptions(
             registry=world,
-            url=broker.url,
+            url=broker.url_as(SIMULATOR_ACCOUNT),
             rate=2000,
             duration=2.0,
             qos=qos,
@@ -105,7 +107,7 @@ def test_seq_increases_per_device(
     run_traffic(
         RunOptions(
             registry=world,
-            url=broker.url,
+            url=broker.url_as(SIMULATOR_ACCOUNT),
             rate=3000,
             duration=1.0,
             qos=1,
@@ -133,7 +135,7 @@ def test_scenario_run_writes_truth_and_sends_its_messages(
     summary = run_traffic(
         RunOptions(
             registry=world,
-            url=broker.url,
+            url=broker.url_as(SIMULATOR_ACCOUNT),
             rate=1500,
             duration=4.0,
             qos=1,
@@ -169,7 +171,7 @@ def test_cli_run_and_errors(
             "--registry",
             str(world),
             "--url",
-            broker.url,
+            broker.url_as(SIMULATOR_ACCOUNT),
             "--rate",
             "500",
             "--duration",
@@ -203,12 +205,12 @@ def test_cli_reaches_the_broker_of_the_ingest_settings(
     FIREGRID_TOPIC_PREFIX) only, publishes to that broker."""
     prefix = topic_prefix if with_prefix else ""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FIREGRID_")}
-    env["FIREGRID_MQTT_URL"] = broker.url
+    env["FIREGRID_MQTT_URL"] = broker.url_as(SIMULATOR_ACCOUNT)
     if with_prefix:
         env["FIREGRID_TOPIC_PREFIX"] = prefix
     command = [sys.executable, "-m", "firegrid", "simulate", "run", "--registry", str(world)]
     command += ["--rate", "300", "--duration", "1", "--qos", "1", "--no-progress"]  # no --url
-    subscriber = Subscriber(broker.url, prefix)
+    subscriber = Subscriber(broker.url_as(INGEST_ACCOUNT), prefix)
     try:
         log = tmp_path / "simulate.log"
         with log.open("wb") as out:
