@@ -14,6 +14,7 @@ BENCHES = (
     "bench_rules.py",
     "bench_alerts.py",
     "bench_simulator.py",
+    "bench_credentials.py",
 )
 
 
