@@ -1,4 +1,5 @@
-"""A real mosquitto running the passwd and acl of `firegrid credentials` (CONTRACT §10).
+"""A real mosquitto running the passwd and acl of `firegrid credentials` (CONTRACT §10): the
+suite's broker (``firegrid._services.Mosquitto``) given a credentials directory of its own.
 
 "Nothing delivered" is proven with a marker: after the forbidden messages, an allowed one is
 published on the same connection; once it has arrived, anything earlier would have too.
@@ -7,7 +8,6 @@ published on the same connection; once it has arrived, anything earlier would ha
 from __future__ import annotations
 
 import csv
-import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -28,21 +28,6 @@ from tests.unit.access.test_hashing import mosquitto_passwd
 PREFIX = "acl-t/"
 T = Topics(PREFIX)
 NOT_AUTHORIZED = 0x87
-
-
-class SecuredMosquitto(Mosquitto):
-    """The suite's broker configuration with our password file and ACL, anonymous refused."""
-
-    def __init__(self, workdir: Path, passwd: Path, acl: Path | None = None) -> None:
-        super().__init__(workdir)
-        overridden = ("allow_anonymous", "password_file", "acl_file")
-        kept = [line for line in self.config_path.read_text().splitlines() if not line.startswith(overridden)]
-        extra = ["allow_anonymous false", f"password_file {passwd}"] + ([f"acl_file {acl}"] if acl else [])
-        self.config_path.write_text("\n".join([*kept, *extra, ""]))
-
-    def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
 
 
 class Client:
@@ -119,12 +104,14 @@ class Client:
 
 
 class Deployment:
+    """The small test registry, its credentials under PREFIX, and a broker that uses them."""
+
     def __init__(self, root: Path) -> None:
         self.registry = Registry.load(write_registry(root / "registry"))
         self.credentials = root / "credentials"
         write_credentials(self.registry, self.credentials, topic_prefix=PREFIX)
         self.passwords = read_secrets(self.credentials)
-        self.broker = SecuredMosquitto(root / "broker", self.credentials / "passwd", self.credentials / "acl")
+        self.broker = Mosquitto(root / "broker", credentials=self.credentials, passwords=self.passwords)
         self.broker.start()
         self.clients: list[Client] = []
 
@@ -277,14 +264,17 @@ def test_rotation_takes_effect_on_sighup(tmp_path: Path) -> None:
 def test_password_file_reads_passwd_as_mosquitto_does(tmp_path: Path) -> None:
     """mosquitto_passwd's $7$ and $6$ lines, ours, a comment, CRLF, a user listed twice: the broker
     and PasswordFile accept exactly the same (user, password) pairs."""
-    passwd = tmp_path / "passwd"
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "acl").write_text("")  # no rule: only signing in is checked here
+    passwd = credentials / "passwd"
     subprocess.run([mosquitto_passwd(), "-c", "-b", str(passwd), "tool7", "pw-7"], check=True)
     subprocess.run([mosquitto_passwd(), "-H", "sha512", "-b", str(passwd), "tool6", "pw-6"], check=True)
     with passwd.open("ab") as handle:
         handle.write(f"# ours:{hash_password('pw-c')}\n".encode())
         handle.write(f"ours:{hash_password('pw-o')}\r\n".encode())
         handle.write(f"twice:{hash_password('pw-1')}\ntwice:{hash_password('pw-2')}\n".encode())
-    broker = SecuredMosquitto(tmp_path / "broker", passwd)
+    broker = Mosquitto(tmp_path / "broker", credentials=credentials)
     broker.start()
     candidates = [
         ("tool7", "pw-7"),
