@@ -4,20 +4,23 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/influxd
+SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/chromium
+SYSTEM_PACKAGES := mosquitto influxdb chromium
 
 .PHONY: setup system-packages test check bench demo soak clean
 
 setup: system-packages $(STAMP)
 
 # apt-get install fails on a fresh machine until the package lists exist: update and retry once.
+# chromium is Debian's, for the console's browser tests (Playwright drives it; never
+# `playwright install`, which downloads a browser build of its own).
 system-packages:
 	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing mosquitto and influxdb (apt-get)"; \
+	  echo "installing $(SYSTEM_PACKAGES) (apt-get)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q mosquitto influxdb >/dev/null || \
-	  { apt-get update -q >/dev/null && apt-get install -y -q mosquitto influxdb >/dev/null; }; \
+	  apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null; }; \
 	fi
 
 $(STAMP): pyproject.toml

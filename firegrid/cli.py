@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "firegrid.cli_dashboards",
     "firegrid.cli_demo",
     "firegrid.cli_credentials",
+    "firegrid.cli_console",
 )
 
 

@@ -1,0 +1,72 @@
+"""ingest's HTTP API as the console uses it (CONTRACT §9, §10): HTTP Basic as the console's
+account, which sees every event; the console applies each user's visibility itself."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import httpx
+
+from console._live import is_event
+
+OPEN_STATES: Final = ("open", "acknowledged", "resolved")
+LIST_LIMIT: Final = 10_000
+"""ingest's most events per answer."""
+
+
+class ApiError(Exception):
+    """ingest did not answer as expected; the message is fit for a page and a log line."""
+
+
+class IngestApi:
+    def __init__(self, base_url: str, user: str, password: str, timeout_s: float = 5.0) -> None:
+        self.base_url = base_url
+        self._client = httpx.AsyncClient(
+            base_url=base_url, auth=httpx.BasicAuth(user, password), timeout=timeout_s
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            return await self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"firegrid ingest at {self.base_url} is not answering ({type(exc).__name__})"
+            ) from exc
+
+    @staticmethod
+    def _refused(response: httpx.Response) -> ApiError:
+        if response.status_code in (401, 403):
+            return ApiError(
+                f"firegrid ingest refused the console's account (HTTP {response.status_code}): "
+                "check FIREGRID_MQTT_URL's user and password against FIREGRID_CREDENTIALS"
+            )
+        return ApiError(f"firegrid ingest answered HTTP {response.status_code}")
+
+    async def open_events(self) -> list[dict[str, Any]]:
+        """Every event not closed (one query per state)."""
+        events: list[dict[str, Any]] = []
+        for state in OPEN_STATES:
+            response = await self._get("/events", {"state": state, "limit": str(LIST_LIMIT)})
+            if response.status_code != 200:
+                raise self._refused(response)
+            body = response.json()
+            if not isinstance(body, list):
+                raise ApiError("firegrid ingest answered /events with something other than a list")
+            events.extend(e for e in body if is_event(e))
+        return events
+
+    async def event(self, event_id: str) -> dict[str, Any] | None:
+        """The event with its ``history``; None when there is none."""
+        response = await self._get(f"/events/{event_id}")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._refused(response)
+        body = response.json()
+        if not is_event(body):
+            raise ApiError(f"firegrid ingest answered /events/{event_id} with something other than an event")
+        assert isinstance(body, dict)
+        return body

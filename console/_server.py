@@ -1,0 +1,76 @@
+"""Serving the console: uvicorn on ``FIREGRID_CONSOLE_HTTP`` (HTTPS with a certificate and key)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from types import FrameType
+from typing import Final
+
+import uvicorn
+
+from console._app import Console
+from console._settings import ConsoleSettings
+from devices import SettingsError
+
+log = logging.getLogger(__name__)
+
+GRACE_S: Final = 2.0
+"""How long a stop waits for requests under way (live streams are cut after it)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket; :class:`SettingsError` (one line) when the address cannot be had."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise SettingsError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise SettingsError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def serve(settings: ConsoleSettings) -> None:
+    """Run until SIGINT or SIGTERM. Raises :class:`SettingsError` for a port in use and
+    :class:`devices.RegistryError` for a registry that does not load."""
+    sock = listen(settings.http_host, settings.http_port)
+    try:
+        console = Console(settings)
+        config = uvicorn.Config(
+            console.app,
+            http="h11",
+            loop="asyncio",
+            lifespan="on",
+            log_config=None,
+            access_log=False,  # a request line can hold an event id, never a password; still: off
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=int(GRACE_S),
+            ssl_certfile=str(settings.console_cert) if settings.console_cert else None,
+            ssl_keyfile=str(settings.console_key) if settings.console_key else None,
+        )
+        scheme = "https" if settings.tls else "http"
+        log.info("console on %s://%s (ingest API %s)", scheme, settings.console_http, settings.console_api)
+        # uvicorn raises the stopping signal again once it has shut down, to whatever handler was
+        # there before it: let that be one that does nothing, so a SIGTERM ends with exit code 0
+        previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    finally:
+        sock.close()
+
+
+def _stopped(sig: int, frame: FrameType | None) -> None:
+    """The signal that stopped uvicorn, raised again after a clean shutdown: nothing to do."""
