@@ -7,6 +7,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# openssl: the compose service `tls` makes the broker's private CA and certificate with it
+# (named here rather than relied on as a dependency of the base image's ca-certificates).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 # The whole build context (.dockerignore keeps out the venv, tests, caches, data).
 COPY . /src
