@@ -14,6 +14,7 @@ from rules._battery import BatteryRules
 from rules._electrical import ElectricalRules
 from rules._family import Array, Family
 from rules._fault import FaultRules
+from rules._flooding import FloodingRules
 from rules._offline import OfflineRules
 from rules._patrol import PatrolRules
 from rules._smoke import SmokeRules
@@ -23,6 +24,7 @@ Extractor = Callable[[Sequence[Reading]], dict[str, Array]]
 
 FAMILIES: tuple[type[Family], ...] = (
     OfflineRules,
+    FloodingRules,
     SmokeRules,
     BatteryRules,
     FaultRules,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from devices import KIND_CODE, KINDS, RETIRED, Reading, Registry, RulesError
 from rules._all import FAMILIES, extractor
 from rules._config import RulesConfig
-from rules._family import Array, Batch, Cols, Context, Family, Int64s, KindView
+from rules._family import Array, Batch, Cols, Context, Drops, Family, Int64s, KindView
 from rules._hit import Hit
 from rules._offline import OfflineRules
 
@@ -130,8 +130,35 @@ class RuleEngine:
             self._process_kind(KINDS[code].name, group, slots[idx], ts[idx], now_ms=now_ms, out=out)
         return out
 
+    def limited(self, dropped: Mapping[int, int], now_ms: int, limit_per_s: float | None = None) -> list[Hit]:
+        """Ingest's per-device rate limit dropped ``dropped[slot]`` messages of each device in the
+        batch handled at service time ``now_ms`` (DEVICE_FLOODING, CONTRACT §10); ``limit_per_s``
+        is the sustained limit, for the hits' threshold. Unknown or retired slots are ignored."""
+        self._clock = max(self._clock, now_ms)
+        out: list[Hit] = []
+        if not dropped:
+            return out
+        n = len(dropped)
+        slots = np.fromiter(dropped.keys(), dtype=np.int64, count=n)
+        counts = np.fromiter(dropped.values(), dtype=np.int64, count=n)
+        known = (slots >= 0) & (slots < self._local.size)
+        safe = np.where(known, slots, 0)
+        codes = np.where(
+            known & (self.registry.kind_code[safe] == self._local_code[safe]), self._local_code[safe], -1
+        )
+        for code in np.unique(codes).tolist():
+            if code < 0:
+                continue
+            idx = np.flatnonzero(codes == code)
+            kind = KINDS[code].name
+            drops = Drops(kind, slots[idx], self._local[slots[idx]], counts[idx], now_ms, limit_per_s)
+            for family in self._by_kind[kind]:
+                family.limited(drops, self._cols[kind][family.name], out)
+        return out
+
     def tick(self, now_ms: int) -> list[Hit]:
-        """Fire the timers due at ``now_ms`` (DEVICE_OFFLINE, PATROL_MISSED); nothing while suspended."""
+        """Fire the timers due at ``now_ms`` (DEVICE_OFFLINE, PATROL_MISSED, the clear of
+        DEVICE_FLOODING); nothing while suspended."""
         self._clock = max(self._clock, now_ms)
         out: list[Hit] = []
         if self._suspended_at is not None:

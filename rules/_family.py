@@ -7,7 +7,9 @@ keeps only the state its kinds need). The engine owns the arrays: it sizes them,
 registry reload, remaps them on restore, and hands each family its own columns.
 
 Families are pure: :meth:`Family.process` gets a batch of readings (with the service time
-``now_ms``) and appends hits; :meth:`Family.tick` does the same for timers. No wall clock, no I/O.
+``now_ms``) and appends hits; :meth:`Family.tick` does the same for timers, and
+:meth:`Family.limited` for the devices ingest's rate limit dropped messages of. No wall clock,
+no I/O.
 """
 
 from __future__ import annotations
@@ -80,6 +82,21 @@ class Batch:
     unique: bool
     pos: Int64s
     """Positions of these readings in the kind's whole batch (ascending)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drops:
+    """Devices of one kind whose messages ingest's rate limit dropped in one batch (CONTRACT §10)."""
+
+    kind: str
+    slots: Int64s
+    local: Int64s
+    dropped: Int64s
+    """Messages of each device dropped in the batch (≥ 1)."""
+    now_ms: int
+    """The service time the batch was handled at."""
+    limit_per_s: float | None
+    """The sustained limit (messages a second), if the caller said it."""
 
 
 class Context:
@@ -245,6 +262,10 @@ class Family:
                     severity=severity(i) if severity is not None and state == "raise" else None,
                 )
         return fire, clear
+
+    def limited(self, drops: Drops, cols: Cols, out: list[Hit]) -> None:
+        """Ingest's per-device rate limit dropped messages of these devices (not readings: the
+        messages were never decoded)."""
 
     def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """After every round of ``batch`` (the kind's whole batch, in batch order)."""

@@ -36,6 +36,14 @@ RULE_TYPES: tuple[str, ...] = (
 )
 """Every event type of CONTRACT §7, in the contract's order."""
 
+SERVICE_TYPES: tuple[str, ...] = ("DEVICE_FLOODING",)
+"""Event types about a device's behaviour towards the service rather than its readings: CONTRACT
+§10's DEVICE_FLOODING (over the per-device rate limit; fed by ingest, see
+:meth:`rules.RuleEngine.limited`)."""
+
+EVENT_TYPES: tuple[str, ...] = RULE_TYPES + SERVICE_TYPES
+"""Every event type the engine can emit."""
+
 SITE_TYPES = frozenset({"FIRE_CONFIRMED"})
 """Types deduplicated per site rather than per device."""
 

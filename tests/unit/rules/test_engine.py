@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from devices import KINDS, Reading, Registry, RulesError
-from rules import RULE_TYPES, Hit, RuleEngine, SnapshotWriter, load_snapshot, save_snapshot
+from rules import (
+    EVENT_TYPES,
+    RULE_TYPES,
+    SERVICE_TYPES,
+    Hit,
+    RuleEngine,
+    SnapshotWriter,
+    load_snapshot,
+    save_snapshot,
+)
 from rules._all import EXTRACTORS, FAMILIES
 from tests.unit.rules.conftest import T0, World, kinds_of, registry_dir
 
@@ -19,14 +28,17 @@ from tests.unit.rules.conftest import T0, World, kinds_of, registry_dir
 
 def test_every_contract_type_has_exactly_one_family() -> None:
     emitted = [t for family in FAMILIES for t in family.types]
-    assert sorted(emitted) == sorted(RULE_TYPES)
-    assert len(set(RULE_TYPES)) == 15
+    assert sorted(emitted) == sorted(EVENT_TYPES)
+    assert len(set(RULE_TYPES)) == 15  # §7
+    assert SERVICE_TYPES == ("DEVICE_FLOODING",)  # §10
+    assert EVENT_TYPES == RULE_TYPES + SERVICE_TYPES
 
 
 def test_every_kind_has_rules_and_a_numeric_kind_an_extractor() -> None:
+    every_kind = {"DEVICE_FAULT", *SERVICE_TYPES}  # families that any kind gets, not its own rules
     for spec in KINDS:
         assert spec.name in EXTRACTORS or spec.name == "patrol"  # patrol's family reads payloads
-        assert any(spec.name in family.kinds for family in FAMILIES if family.types != ("DEVICE_FAULT",))
+        assert any(spec.name in family.kinds for family in FAMILIES if not set(family.types) <= every_kind)
 
 
 def test_every_kind_sample_goes_through_the_engine(world: World) -> None:
