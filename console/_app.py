@@ -289,7 +289,7 @@ class Console:
                 try:
                     events = await self.api.open_events()
                 except ApiError as exc:
-                    log.warning("%s; retrying in %.0f s", exc, delay)
+                    log.warning("%s; retrying in %.1f s", exc, delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue

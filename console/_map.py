@@ -2,7 +2,7 @@
 
 Longitude and latitude are projected equirectangularly around the middle latitude (a grid is a
 few hundred metres across; a district a few kilometres), y pointing down, into a view box
-1000 units wide.
+whose longer side is 1000 units.
 """
 
 from __future__ import annotations
