@@ -68,6 +68,10 @@ class Stack:
     sim: TestClient
     prefix: str
     browser: Browser
+    process: ConsoleProcess
+
+    def console_health(self) -> dict[str, Any] | None:
+        return self.process.health()
 
     def publish(self, kind: str, device: str, payload: dict[str, Any]) -> None:
         self.sim.publish(f"{self.prefix}fire/D01/{kind}/{device}", payload)
@@ -201,7 +205,7 @@ def stack(
         )
         playwright = sync_playwright().start()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield Stack(console.url, ingest, read_secrets(credentials), sim, prefix, browser)
+        yield Stack(console.url, ingest, read_secrets(credentials), sim, prefix, browser, console)
         browser.close()
     finally:
         if playwright is not None:
@@ -396,3 +400,36 @@ def test_station_sees_its_critical_events_and_cannot_act(stack: Stack) -> None:
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     assert_fits(page)
     page.context.close()
+
+
+def test_inbox_keeps_up_through_an_ingest_restart_and_a_broker_restart(
+    stack: Stack, mosquitto: Mosquitto
+) -> None:
+    worker = stack.sign_in("W0")
+    expect(worker.locator("body[data-live='connected']")).to_have_count(1)
+    worker.evaluate("window.notReloaded = true")
+
+    # ingest down: the reading waits in its persistent session, the alert follows its restart
+    assert stack.ingest.stop() == 0
+    stack.publish("smoke", "S0001", {"alarm": False, "tamper": True})  # TAMPER, major, D01-G00
+    stack.ingest.start()
+    tamper = worker.locator("li.event[data-type='TAMPER'][data-grid='D01-G00']")
+    expect(tamper).to_have_count(1, timeout=15_000)
+
+    # broker down and up: the console reconnects, catches up, and goes on live
+    mosquitto.stop()
+    mosquitto.start()
+    eventually(
+        lambda: (h := stack.console_health()) is not None and h["mqtt"] == "connected" and h["synced"],
+        timeout=30,
+        what="the console back on the broker and synced",
+    )
+    eventually(stack.ingest.healthy, timeout=30, what="ingest back on the broker")
+    eventually(stack.sim.client.is_connected, timeout=30, what="the simulator back on the broker")
+    stack.publish("smoke", "S0001", {"alarm": False, "tamper": True, "fault": "chamber dirty"})
+    fault = worker.locator("li.event[data-type='DEVICE_FAULT'][data-grid='D01-G00']")
+    expect(fault).to_have_count(1, timeout=5_000)
+    expect(tamper).to_have_count(1)
+    assert worker.evaluate("window.notReloaded") is True
+    assert_fits(worker)
+    worker.context.close()
