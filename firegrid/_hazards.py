@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -42,7 +42,10 @@ class Hazards:
         *,
         topic_prefix: str = "",
         durable_fsync: bool = False,
+        rate_limit_per_s: float | None = None,
     ) -> None:
+        """``rate_limit_per_s``: ingest's per-device limit, the threshold of DEVICE_FLOODING."""
+        self._rate_limit_per_s = rate_limit_per_s
         self._snapshot_path = data_dir / "rules.snapshot"
         self._snapshots = SnapshotWriter(self._snapshot_path)
         now = now_ms()
@@ -66,15 +69,18 @@ class Hazards:
 
     # -- pipeline thread -----------------------------------------------------------------------
 
-    def on_readings(self, readings: Sequence[Reading], now_ms: int) -> list[str]:
+    def on_readings(self, readings: Sequence[Reading], now_ms: int, limited: Mapping[int, int]) -> list[str]:
         self._apply_connection_changes()
         hits = self.engine.process(readings, now_ms)
+        if limited:
+            hits += self.engine.limited(limited, now_ms, self._rate_limit_per_s)
         if hits:
             self._take(self.events.process(hits, now_ms))
         return self.drain_lines()
 
     def on_idle(self, now: int) -> list[str]:
-        """Timers (offline, missed patrols, escalation) and periodic snapshots; call often."""
+        """Timers (offline, missed patrols, flooding's clear, escalation) and periodic snapshots;
+        call often."""
         self._apply_connection_changes()
         if now >= self._next_timers:
             self._next_timers = now + TIMER_INTERVAL_MS

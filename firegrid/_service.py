@@ -83,6 +83,7 @@ class IngestService:
             on_overload_drop=self.metrics.overload_dropped.inc,
             extra_handlers={actions: self._on_action},
         )
+        device_rate = settings.device_rate_limit
         self.hazards = Hazards(
             self.registry,
             load_rules(settings.rules),
@@ -90,11 +91,16 @@ class IngestService:
             self.consumer.client,
             topic_prefix=prefix,
             durable_fsync=settings.durable_fsync,
+            rate_limit_per_s=device_rate.per_s if device_rate is not None else None,
         )
         # the hazard sink publishes through the consumer's client and hears of its connection
         self.consumer.on_connection_change = self._on_connection_change
         self.pipeline = Pipeline(
-            self.registry, self.metrics, topic_prefix=prefix, sinks=[self.hazards, *sinks]
+            self.registry,
+            self.metrics,
+            topic_prefix=prefix,
+            sinks=[self.hazards, *sinks],
+            device_rate=device_rate,
         )
         self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
         self.metrics.commit_pending.set_function(lambda: self.committer.pending_lines)
@@ -173,6 +179,8 @@ class IngestService:
                     self.committer.submit(self.pipeline.process(batch), batch)
                 if lines := self.hazards.on_idle(now_ms()):
                     self.committer.submit(lines, ())
+                if lines := self.pipeline.rate_limited_lines():  # minutes of a flood that stopped
+                    self.committer.submit(lines, ())
                 self._maybe_write_stats()
             # drain: everything received is written or spooled before exit
             while batch := self.inbox.take(batch_max, timeout=0):
@@ -235,6 +243,8 @@ class IngestService:
         self.request_stop()
         self._worker.join()
         if lines := self.hazards.drain_lines():
+            self.committer.submit(lines, ())
+        if lines := self.pipeline.rate_limited_lines(final=True):  # the minutes still open
             self.committer.submit(lines, ())
         self.committer.close()  # everything processed is durable and acked
         self.consumer.stop()

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devices import SettingsError, is_identifier
-from ingest import BrokerAddress
+from ingest import BrokerAddress, DeviceRate
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.:\[\]-]+):(?P<port>\d{1,5})$")
 
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     stats_interval_s: float = Field(default=10.0, gt=0)
     durable_fsync: bool = False
     """fsync every spool commit (survives power loss, not only kill -9), at a cost in speed."""
+    device_rate: str = "5/300"
+    """Per-device rate limit (CONTRACT §10): ``rate/burst`` (messages a second sustained, burst),
+    or ``0`` (off)."""
 
     @field_validator("mqtt_url")
     @classmethod
@@ -81,6 +84,21 @@ class Settings(BaseSettings):
         if not match or not (0 < int(match["port"]) < 65536):
             raise ValueError(f"must be host:port, got {value!r}")
         return value
+
+    @field_validator("device_rate", mode="before")
+    @classmethod
+    def _device_rate(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):  # TOML: device_rate = 0
+            value = f"{value:g}"
+        if isinstance(value, str):
+            DeviceRate.parse(value)
+            return value.strip()
+        return value
+
+    @property
+    def device_rate_limit(self) -> DeviceRate | None:
+        """The parsed ``device_rate``; None: off."""
+        return DeviceRate.parse(self.device_rate)
 
     @field_validator("topic_prefix")
     @classmethod

@@ -18,6 +18,7 @@ from ingest._encode import PointEncoder
 from ingest._influx import InfluxClient, RejectedLine
 from ingest._metrics import IngestMetrics
 from ingest._pipeline import InMessage, Pipeline, ReadingSink
+from ingest._ratelimit import DeviceRate, RateLimiter
 from ingest._spool import Spool
 from ingest._store import Store
 
@@ -26,6 +27,7 @@ __all__ = [
     "Committer",
     "Decoded",
     "Decoder",
+    "DeviceRate",
     "InMessage",
     "Inbox",
     "InfluxClient",
@@ -33,6 +35,7 @@ __all__ = [
     "MqttConsumer",
     "Pipeline",
     "PointEncoder",
+    "RateLimiter",
     "ReadingSink",
     "Reject",
     "RejectReason",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-import orjson
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from devices import (
     KIND_BY_NAME,
@@ -40,6 +41,8 @@ class RejectReason(StrEnum):
     TS_FUTURE = "ts_future"
     TS_TOO_OLD = "ts_too_old"
     UNKNOWN_WORKER = "unknown_worker"
+    RATE_LIMITED = "rate_limited"
+    """Over the device's rate limit (CONTRACT §10): one reject per device and minute, with a count."""
 
 
 _RejectFn = Callable[["RejectReason", str], None]
@@ -53,6 +56,8 @@ class Reject:
     payload: bytes
     """The first KiB of the offending message."""
     received_ms: int
+    count: float | None = None
+    """Messages this reject stands for (``rate_limited``: the device's drops in one minute)."""
 
 
 @dataclass(slots=True)
@@ -70,12 +75,25 @@ def _describe(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts) + more
 
 
-class Decoder:
-    """Decodes one MQTT message at a time against the current registry."""
+class Limiter(Protocol):
+    """The per-device rate limit (:class:`ingest.RateLimiter`), as the decoder sees it."""
 
-    def __init__(self, registry: Registry, topic_prefix: str = "") -> None:
+    def admit(self, slot: int, now_ms: int, topic: str, payload: bytes) -> bool: ...
+
+
+class Decoder:
+    """Decodes one MQTT message at a time against the current registry.
+
+    With a ``limiter``, a message on the topic of a registered device is first checked against
+    the device's rate limit, right after the topic → slot lookup: a message over the limit costs
+    no more than that (no size check, no JSON, no validation) and is accounted by the limiter,
+    not here.
+    """
+
+    def __init__(self, registry: Registry, topic_prefix: str = "", limiter: Limiter | None = None) -> None:
         self.registry = registry
         self.prefix = topic_prefix
+        self._admit = limiter.admit if limiter is not None else None
         self._topics = Topics(topic_prefix)
         # plain lists of small ints: indexing them is several times cheaper than numpy scalars
         self._district_code = registry.district_idx.tolist()
@@ -88,10 +106,16 @@ class Decoder:
         def reject(reason: RejectReason, error: str) -> None:
             out.rejects.append(Reject(reason, topic, error, payload[:REJECT_PAYLOAD_BYTES], received_ms))
 
+        parsed = self._topics.parse_device(topic)
+        registry = self.registry
+        slot = registry.slot_of.get(parsed.device_id) if parsed is not None else None
+        if slot is not None:
+            admit = self._admit
+            if admit is not None and not admit(slot, received_ms, topic, payload):
+                return
         if len(payload) > MAX_PAYLOAD:
             reject(RejectReason.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
             return
-        parsed = self._topics.parse_device(topic)
         if parsed is None:
             reject(RejectReason.BAD_TOPIC, "topic must be fire/{district}/{kind}/{device_id}")
             return
@@ -100,8 +124,6 @@ class Decoder:
         if spec is None:
             reject(RejectReason.BAD_TOPIC, f"unknown kind {kind[:40]!r} in topic")
             return
-        registry = self.registry
-        slot = registry.slot_of.get(device_id)
         if slot is None:
             if not (is_identifier(district) and is_identifier(device_id)):
                 reject(RejectReason.BAD_TOPIC, "invalid district or device_id in topic")
@@ -143,10 +165,10 @@ class Decoder:
             if exc.errors()[0]["type"] == "json_invalid":
                 reject(RejectReason.INVALID_JSON, _describe(exc, 1))
                 return []
-            try:
-                document = orjson.loads(payload)
-            except orjson.JSONDecodeError as json_error:  # NaN, Infinity: pydantic parses them
-                reject(RejectReason.INVALID_JSON, str(json_error))
+            try:  # the parser validate_json uses (numbers beyond a double are still JSON), but strict
+                document = from_json(payload, allow_inf_nan=False)
+            except ValueError as json_error:  # NaN, Infinity: validate_json takes them
+                reject(RejectReason.INVALID_JSON, f"Invalid JSON: {json_error}")
                 return []
             if not isinstance(document, list) or not document or len(document) > MAX_BATCH:
                 reject(RejectReason.SCHEMA, _describe_single(spec, document, exc))
@@ -158,6 +180,12 @@ class Decoder:
                 except ValidationError as element_error:
                     reject(RejectReason.SCHEMA, f"element {index}: {_describe(element_error)}")
             return kept
+        if b"NaN" in payload or b"Infinity" in payload:  # perhaps in an ignored field: not JSON either
+            try:
+                from_json(payload, allow_inf_nan=False)
+            except ValueError as json_error:
+                reject(RejectReason.INVALID_JSON, f"Invalid JSON: {json_error}")
+                return []
         return value if isinstance(value, list) else [value]
 
 

@@ -51,11 +51,13 @@ class PointEncoder:
 
     def rejects(self, rejects: Iterable[Reject], out: list[str]) -> None:
         for reject in rejects:
-            fields = {
+            fields: dict[str, float | bool | str] = {
                 "topic": reject.topic,
                 "error": reject.error,
                 "payload": reject.payload.decode("utf-8", errors="backslashreplace"),
             }
+            if reject.count is not None:
+                fields["count"] = float(reject.count)
             reason = reject.reason.value
             ts = self._reject_time(reason, reject.received_ms)
             out.append(encode_line(series_key("rejects", (("reason", reason),)), fields, ts))

@@ -20,6 +20,12 @@ class IngestMetrics:
         self.duplicates = Counter(
             "firegrid_duplicates", "Readings dropped as duplicates (device, seq)", registry=r
         )
+        self.rate_limited = Counter(
+            "firegrid_rate_limited",
+            "Messages dropped by the per-device rate limit (FIREGRID_DEVICE_RATE); also counted "
+            'in firegrid_rejects{reason="rate_limited"}',
+            registry=r,
+        )
         self.spooled = Counter("firegrid_points_spooled", "Points committed to the local spool", registry=r)
         self.overload_dropped = Counter(
             "firegrid_qos0_dropped", "QoS 0 messages dropped under overload", registry=r

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from devices import Reading, Registry
-from ingest._decode import Decoded, Decoder
+from ingest._decode import Decoded, Decoder, RejectReason
 from ingest._dedup import SeqDeduplicator
 from ingest._encode import PointEncoder
 from ingest._influx import RejectedLine
 from ingest._metrics import IngestMetrics
+from ingest._ratelimit import DeviceRate, RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,14 @@ class InMessage:
 
 
 class ReadingSink(Protocol):
-    """Downstream of ingest (the rules engine): sees every new valid reading of a batch and
-    returns line protocol of its own (``events`` points) to store with the batch."""
+    """Downstream of ingest (the rules engine): sees every new valid reading of a batch, and
+    ``limited``: registry slot → messages of that device the rate limit dropped in the batch
+    (empty when none were); returns line protocol of its own (``events`` points) to store with
+    the batch."""
 
-    def on_readings(self, readings: Sequence[Reading], now_ms: int) -> list[str]: ...
+    def on_readings(
+        self, readings: Sequence[Reading], now_ms: int, limited: Mapping[int, int]
+    ) -> list[str]: ...
 
 
 class Durable(Protocol):
@@ -50,13 +55,16 @@ class Pipeline:
         topic_prefix: str = "",
         sinks: Sequence[ReadingSink] = (),
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        device_rate: DeviceRate | None = None,
     ) -> None:
+        """``device_rate``: the per-device rate limit (CONTRACT §10); None: no limit."""
         self._metrics = metrics
         self._sinks = list(sinks)
         self._clock_ms = clock_ms
         self._prefix = topic_prefix
         self.registry = registry
-        self._decoder = Decoder(registry, topic_prefix)
+        self.limiter = RateLimiter(device_rate, registry.slots) if device_rate is not None else None
+        self._decoder = Decoder(registry, topic_prefix, self.limiter)
         self._encoder = PointEncoder(registry)
         self._dedup = SeqDeduplicator(registry.slots)
         self._pending_rejected: deque[str] = deque()  # appended by the spool drainer too
@@ -64,7 +72,9 @@ class Pipeline:
     def reload(self, registry: Registry) -> None:
         """Swap in a reloaded registry (slots of known devices are stable; dedup state is kept)."""
         self.registry = registry
-        self._decoder = Decoder(registry, self._prefix)
+        if self.limiter is not None:
+            self.limiter.grow(registry.slots)  # the buckets of known devices are kept
+        self._decoder = Decoder(registry, self._prefix, self.limiter)
         self._encoder = PointEncoder(registry)
         self._dedup.grow(registry.slots)
 
@@ -77,6 +87,7 @@ class Pipeline:
         decode = self._decoder.decode
         for message in messages:
             decode(message.topic, message.payload, message.received_ms, decoded)
+        limited = self.limiter.take_batch() if self.limiter is not None else {}
         before = self._dedup.duplicates
         readings = self._dedup.filter(decoded.readings)
         metrics = self._metrics
@@ -89,17 +100,45 @@ class Pipeline:
         for reject in decoded.rejects:
             metrics.rejected.labels(reject.reason.value).inc()
             log.info("rejected %s from %r: %s", reject.reason.value, reject.topic[:200], reject.error[:300])
+        if limited:  # not logged one by one: see rate_limited_lines
+            dropped = sum(limited.values())
+            metrics.rate_limited.inc(dropped)
+            metrics.rejected.labels(RejectReason.RATE_LIMITED.value).inc(dropped)
         now_ms = self._clock_ms()
         lines: list[str] = []
         for sink in self._sinks:  # alerts must not wait for InfluxDB
-            lines.extend(sink.on_readings(readings, now_ms))
+            lines.extend(sink.on_readings(readings, now_ms, limited))
         if messages:
             metrics.pipeline_delay.observe(max(self._clock_ms() - messages[0].received_ms, 0) / 1000)
         while self._pending_rejected:
             lines.append(self._pending_rejected.popleft())
         self._encoder.readings(readings, lines)
         self._encoder.rejects(decoded.rejects, lines)
+        if self.limiter is not None:
+            self._closed_minutes(now_ms, lines, final=False)
         return lines
+
+    def rate_limited_lines(self, *, final: bool = False) -> list[str]:
+        """The ``rate_limited`` rejects of the device-minutes that are over (``final``: all of
+        them, at a clean stop); call between batches, so that a flood that stopped is recorded."""
+        lines: list[str] = []
+        if self.limiter is not None:
+            self._closed_minutes(self._clock_ms(), lines, final=final)
+        return lines
+
+    def _closed_minutes(self, now_ms: int, lines: list[str], *, final: bool) -> None:
+        assert self.limiter is not None
+        closed = self.limiter.closed(now_ms, final=final)
+        if closed:
+            log.warning(
+                "rate limit (%s): %d messages dropped in %d device-minutes, e.g. %d from %r",
+                self.limiter.rate,
+                sum(r.count or 0 for r in closed),
+                len(closed),
+                closed[0].count or 0,
+                closed[0].topic[:200],
+            )
+            self._encoder.rejects(closed, lines)
 
     def on_influx_rejected(self, rejected: list[RejectedLine]) -> None:
         """Lines InfluxDB refused become ``rejects`` points, written with the next batch."""
