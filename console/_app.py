@@ -390,14 +390,13 @@ class Console:
                 "login.html", {"csrf": session.csrf, "error": message, "entered": user[:64]}, status=status
             )
 
+        if not is_identifier(user):  # no principal has such a name (§2): nothing to track
+            log.info("sign-in refused: wrong user or password")
+            return refuse(WRONG, 401)
         locked = self.throttle.locked_for(user)
         if locked > 0:
             return refuse(f"Too many failed sign-ins for this user: try again in {int(locked) + 1} s", 429)
-        if (
-            not user
-            or not password
-            or not await anyio.to_thread.run_sync(self.passwords.check, user, password)
-        ):
+        if not password or not await anyio.to_thread.run_sync(self.passwords.check, user, password):
             self.throttle.failed(user)
             log.info("sign-in refused: wrong user or password")  # never the name: it may be a password
             return refuse(WRONG, 401)

@@ -151,11 +151,20 @@ def test_sign_in_and_out(client: TestClient, passwords: dict[str, str]) -> None:
 
 
 def test_wrong_user_or_password_same_words(client: TestClient, passwords: dict[str, str]) -> None:
-    for user, password in (("W0", "wrong"), ("nobody", passwords["W0"]), ("W0", ""), ("", "x")):
+    too_long = "W" * 5000
+    for user, password in (
+        ("W0", "wrong"),
+        ("nobody", passwords["W0"]),
+        ("W0", ""),
+        ("", "x"),
+        (too_long, "x"),
+        ("W0:x", "y"),
+    ):
         answer = sign_in(client, user, password)
         assert answer.status_code == 401
         assert 'role="alert">Wrong user or password</p>' in answer.text
         assert passwords["W0"] not in answer.text
+        assert too_long not in answer.text  # what is echoed into the form is cut short
 
 
 def test_five_failures_lock_the_user_for_a_minute(
