@@ -577,6 +577,8 @@ class Console:
                     if not sessions.alive(session):
                         yield b"event: expired\ndata: {}\n\n"
                         return
+                    if kind == "bye":
+                        return
                     if not kind:
                         yield b": keep-alive\n\n"
                         continue

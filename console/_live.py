@@ -177,6 +177,13 @@ class Hub:
             if listener.seen.allows(event):
                 self._put(listener, "change", message)
 
+    def close(self) -> None:
+        """Shutting down: every live stream ends (its browser reconnects to whoever serves next)."""
+        for listener in list(self._listeners):
+            while not listener.queue.empty():
+                listener.queue.get_nowait()
+            listener.queue.put_nowait(("bye", {}))
+
     def resync(self) -> None:
         """Tell everyone to reload what they show (after a sync)."""
         for listener in list(self._listeners):

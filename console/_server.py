@@ -64,12 +64,25 @@ def serve(settings: ConsoleSettings) -> None:
         # there before it: let that be one that does nothing, so a SIGTERM ends with exit code 0
         previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            uvicorn.Server(config).run(sockets=[sock])
+            _Server(config, console).run(sockets=[sock])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
         sock.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, ending the live streams as soon as a stop begins (they never end by themselves,
+    and uvicorn waits for every open response before it shuts down)."""
+
+    def __init__(self, config: uvicorn.Config, console: Console) -> None:
+        super().__init__(config)
+        self.console = console
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.console.hub.post(self.console.hub.close)
+        super().handle_exit(sig, frame)
 
 
 def _stopped(sig: int, frame: FrameType | None) -> None:

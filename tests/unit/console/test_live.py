@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from access import Role, Visibility
@@ -71,3 +72,28 @@ def test_visible_filters_by_the_users_rights_critical_first_then_newest() -> Non
     assert [e["event_id"] for e in cache.visible(station)] == ["C", "B"]
     device = Visibility("S0000", Role.DEVICE, grids=frozenset())
     assert cache.visible(device) == []
+
+
+def test_hub_tells_only_those_who_may_see_and_a_slow_one_gets_one_reload() -> None:
+    from console import Hub
+    from console._live import QUEUE_SIZE
+
+    async def scenario() -> None:
+        hub = Hub()
+        g00 = hub.join(Visibility("W0", Role.WORKER, grids=frozenset({"D01-G00"})))
+        g01 = hub.join(Visibility("W1", Role.WORKER, grids=frozenset({"D01-G01"})))
+        hub.change(event("E1", message="<b>x</b>"))
+        kind, message = g00.queue.get_nowait()
+        assert kind == "change" and message["event_id"] == "E1" and message["message"] == "<b>x</b>"
+        assert g01.queue.empty()
+        for i in range(QUEUE_SIZE + 5):  # W0's page does not read: it falls behind
+            hub.change(event(f"F{i}"))
+        queued = [g00.queue.get_nowait() for _ in range(g00.queue.qsize())]
+        assert queued[0] == ("resync", {}) and len(queued) == 5  # one reload, then what came after
+        hub.close()  # shutting down: every stream ends
+        assert g00.queue.get_nowait() == ("bye", {}) and g01.queue.get_nowait() == ("bye", {})
+        hub.leave(g00)
+        hub.leave(g01)
+        assert len(hub) == 0
+
+    asyncio.run(scenario())
