@@ -140,6 +140,10 @@ class Deployment:
         return self.ownership_log.read_text().splitlines() if self.ownership_log.exists() else []
 
 
+class PortTaken(Exception):
+    pass
+
+
 class ScriptFailed(Exception):
     def __init__(self, code: int, output: str) -> None:
         super().__init__(f"exit {code}: {output}")
@@ -160,10 +164,18 @@ class Broker:
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
-        self.plain_port = free_port()
-        self.tls_port = free_port()
+        # a log file, not stdout: mosquitto flushes it line by line (stdout to a file is buffered)
+        self.log_path = deployment.root / "mosquitto.log"
+        self.config = deployment.root / "mosquitto.conf"
+        self.output_path = deployment.root / "mosquitto.out"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.plain_port = self.tls_port = 0
+
+    def _configure(self) -> None:
+        """The shipped conf with this run's paths and two free ports."""
+        self.plain_port, self.tls_port = free_port(), free_port()
         mounts = volume_mounts("mosquitto")
-        local = {"credentials": deployment.credentials, "./deploy/tls": deployment.tls}
+        local = {"credentials": self.deployment.credentials, "./deploy/tls": self.deployment.tls}
         lines = []
         for shipped in (ROOT / "deploy/mosquitto.conf").read_text().splitlines():
             words = shipped.split()
@@ -176,41 +188,42 @@ class Broker:
                 target = next(t for t in mounts if words[1].startswith(t + "/"))
                 line = f"{words[0]} {local[mounts[target]]}{words[1][len(target) :]}"
             lines.append(line)
-        # a log file, not stdout: mosquitto flushes it line by line (stdout to a file is buffered)
-        self.log_path = deployment.root / "mosquitto.log"
-        self.log_path.touch()
+        self.log_path.write_text("")
         if BROKER_USER:
             os.chown(self.log_path, *BROKER_USER)
-        lines += [f"persistence_location {deployment.data}/", f"log_dest file {self.log_path}"]
+        lines += [f"persistence_location {self.deployment.data}/", f"log_dest file {self.log_path}"]
         if BROKER_USER is None and os.geteuid() == 0:
             lines.append("user root")  # no mosquitto user here to play uid 1883
-        self.config = deployment.root / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
-        self.output_path = deployment.root / "mosquitto.out"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start, and wait (with a deadline) for mosquitto's own "running" line. A port taken
+        between free_port() and mosquitto's bind (other suites run alongside) means new ports."""
         assert Path(MOSQUITTO_BIN).is_file(), "mosquitto is missing: run 'make setup'"
-        with self.output_path.open("ab") as output:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO_BIN, "-c", str(self.config)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        eventually(self._listening, timeout=DEADLINE_S, what="mosquitto listening on both ports")
+        for attempt in range(attempts):
+            self._configure()
+            with self.output_path.open("wb") as output:
+                self.proc = subprocess.Popen(
+                    [MOSQUITTO_BIN, "-c", str(self.config)],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            try:
+                eventually(self._running, timeout=DEADLINE_S, what="mosquitto running")
+                return
+            except PortTaken:
+                if attempt == attempts - 1:
+                    raise
 
-    def _listening(self) -> bool:
+    def _running(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            output = self.output_path.read_text(errors="replace")
-            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {output}{self.log()}")
-        for port in (self.plain_port, self.tls_port):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            except OSError:
-                return False
-        return True
+            said = self.output_path.read_text(errors="replace") + self.log()
+            if "Address already in use" in said:
+                raise PortTaken(said)
+            raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {said}")
+        return " running" in self.log()
 
     def hup(self) -> None:
         """SIGHUP, then wait until mosquitto logs the reload (with a deadline). It logs before
@@ -307,12 +320,14 @@ class Client:
             self.client.tls_set_context(tls_context(ca))
         self.connack: ReasonCode | None = None
         self.connected = threading.Event()
+        self.disconnected = threading.Event()
         self.subscribed = threading.Event()
         self.messages: list[tuple[str, bytes]] = []
         self.arrived = threading.Condition()
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.on_disconnect = lambda *args: self.disconnected.set()
         self.client.connect(host, port)
         self.client.loop_start()
         assert self.connected.wait(DEADLINE_S), f"no CONNACK for {user}"
@@ -537,9 +552,35 @@ def test_adding_a_device_without_a_restart(broker: Broker) -> None:
     payload = reading()
     device.publish(topic, payload)
     ingest.wait_for(topic, payload)  # the ingest connection made before the reload still delivers
+    assert not ingest.disconnected.is_set()
     old_device = Client(broker.tls_port, "S0001", secrets["S0001"], ca=ca, tls=True)
     assert old_device.accepted  # everyone else kept their password
     for client in (ingest, device, old_device):
+        client.close()
+
+
+def test_rotating_a_password_takes_effect_at_the_sighup(broker: Broker) -> None:
+    """docs/DEPLOY.md, "Rotation": the rotated device is disconnected by the reload, its old
+    password refused and the new one taken; a service account connected meanwhile stays."""
+    deployment = broker.deployment
+    ca = deployment.tls / "ca.crt"
+    old = deployment.secrets()
+    ingest = Client(broker.plain_port, INGEST_ACCOUNT, old[INGEST_ACCOUNT])
+    device = Client(broker.tls_port, "S0001", old["S0001"], ca=ca, tls=True)
+    assert device.accepted
+    deployment.make_credentials("--rotate", "S0001")
+    new = deployment.secrets()
+    assert new["S0001"] != old["S0001"] and new[INGEST_ACCOUNT] == old[INGEST_ACCOUNT]
+    assert not device.disconnected.is_set()  # nothing changes before the reload
+    broker.hup()
+    assert device.disconnected.wait(DEADLINE_S), "the rotated client is disconnected"
+    device.close()
+    stale = Client(broker.tls_port, "S0001", old["S0001"], ca=ca, tls=True)
+    assert not stale.accepted
+    fresh = Client(broker.tls_port, "S0001", new["S0001"], ca=ca, tls=True)
+    assert fresh.accepted
+    assert not ingest.disconnected.is_set()
+    for client in (ingest, stale, fresh):
         client.close()
 
 
