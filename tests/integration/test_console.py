@@ -418,3 +418,53 @@ def test_console_port_in_use_stops_with_one_line(tmp_path: Path) -> None:
         result.stderr.strip()
         == f"firegrid console: cannot serve HTTP on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_station_sees_its_critical_events_and_cannot_act(stack: Stack) -> None:
+    stack.publish("water", "W0002", {"pressure_mpa": 0.01})  # PRESSURE_LOSS, critical
+    event = eventually(lambda: stack.find_event("W0002", "PRESSURE_LOSS"), what="PRESSURE_LOSS raised")
+    station = event["station_id"]
+    page = stack.sign_in(station)
+    row = page.locator(f"li.event[data-event-id='{event['event_id']}']")
+    expect(row).to_have_count(1)
+    page.goto(f"/events/{event['event_id']}")
+    expect(page.get_by_role("heading", name="PRESSURE_LOSS")).to_be_visible()
+    expect(page.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    assert_fits(page)
+    page.goto("/no/such/page")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    assert_fits(page)
+    page.context.close()
+
+
+def test_inbox_keeps_up_through_an_ingest_restart_and_a_broker_restart(
+    stack: Stack, mosquitto: Mosquitto
+) -> None:
+    worker = stack.sign_in("W0")
+    expect(worker.locator("body[data-live='connected']")).to_have_count(1)
+    worker.evaluate("window.notReloaded = true")
+
+    # ingest down: the reading waits in its persistent session, the alert follows its restart
+    assert stack.ingest.stop() == 0
+    stack.publish("smoke", "S0001", {"alarm": False, "tamper": True})  # TAMPER, major, D01-G00
+    stack.ingest.start()
+    tamper = worker.locator("li.event[data-type='TAMPER'][data-grid='D01-G00']")
+    expect(tamper).to_have_count(1, timeout=15_000)
+
+    # broker down and up: the console reconnects, catches up, and goes on live
+    mosquitto.stop()
+    mosquitto.start()
+    eventually(
+        lambda: (h := stack.console_health()) is not None and h["mqtt"] == "connected" and h["synced"],
+        timeout=30,
+        what="the console back on the broker and synced",
+    )
+    eventually(stack.ingest.healthy, timeout=30, what="ingest back on the broker")
+    eventually(stack.sim.client.is_connected, timeout=30, what="the simulator back on the broker")
+    stack.publish("smoke", "S0001", {"alarm": False, "tamper": True, "fault": "chamber dirty"})
+    fault = worker.locator("li.event[data-type='DEVICE_FAULT'][data-grid='D01-G00']")
+    expect(fault).to_have_count(1, timeout=5_000)
+    expect(tamper).to_have_count(1)
+    assert worker.evaluate("window.notReloaded") is True
+    assert_fits(worker)
+    worker.context.close()
