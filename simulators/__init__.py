@@ -3,10 +3,19 @@
 write_world(out, scale=1.0, seed=1, districts=1) -> WorldSummary
 Fleet(registry, seed=1, start_ms=0, seq_start=1)      # device physics, one bank per kind
 load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run, path, rules) -> Plan
-run_traffic(RunOptions(...)) -> RunSummary
+run_traffic(RunOptions(...)) -> RunSummary          # credentials=DIR: one connection per device
 """
 
 from devices import ScenarioError
+from simulators._connections import CONNECT_RATE, DeviceConnections, Refusal
+from simulators._per_device import (
+    SECRETS,
+    CredentialsError,
+    MissingPasswordsError,
+    Senders,
+    read_passwords,
+    rotate_command,
+)
 from simulators._physics import Effect, Fleet, Scan, load_factor, water_demand
 from simulators._planner import RunWindow
 from simulators._runner import Background, RunOptions, RunSummary, parse_mqtt_url, run_traffic
@@ -22,28 +31,37 @@ from simulators._truth import ExpectedEvent, ExpectedReject, ExpectedStored, Pla
 from simulators._world import REFERENCE, WorldSummary, write_world
 
 __all__ = [
+    "CONNECT_RATE",
     "HOSTILE_CASES",
     "REFERENCE",
+    "SECRETS",
     "Background",
+    "CredentialsError",
+    "DeviceConnections",
     "Effect",
     "ExpectedEvent",
     "ExpectedReject",
     "ExpectedStored",
     "Fleet",
+    "MissingPasswordsError",
     "Plan",
+    "Refusal",
     "RunOptions",
     "RunSummary",
     "RunWindow",
     "Scan",
     "Scenario",
     "ScenarioError",
+    "Senders",
     "WorldSummary",
     "builtin_scenarios",
     "load_factor",
     "load_scenario",
     "parse_mqtt_url",
     "plan_scenario",
+    "read_passwords",
     "resolve_scenario",
+    "rotate_command",
     "run_traffic",
     "water_demand",
     "write_world",

@@ -9,6 +9,10 @@ Simulated time runs ``time_scale`` times faster than the wall clock and ends at 
 "now" at the end of the run (so no ``ts`` is ever in the future). Background telemetry is spread
 over the devices in proportion to ``1 / heartbeat``; patrol scans, scenario reports and hostile
 messages come on top of it, inside the same rate budget.
+
+All traffic goes through one connection (the URL's user, normally ``firegrid-sim``), or, with
+``RunOptions.credentials``, through one connection per device signed in as that device
+(``_per_device``, ``_connections``), opened before the clock starts.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -34,6 +38,17 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from devices import Registry, ScenarioError
 from rules import RulesConfig
+from simulators._connections import CONNECT_RATE, DeviceConnections
+from simulators._per_device import (
+    DevicePublisher,
+    Senders,
+    keep_note,
+    missing_passwords,
+    named,
+    read_passwords,
+    rotate_command,
+    write_truth,
+)
 from simulators._physics import Fleet, _Bank
 from simulators._planner import RunWindow
 from simulators._scenario_schema import Scenario, load_scenario, resolve_scenario
@@ -76,9 +91,15 @@ class RunOptions:
     """First ``seq`` of every device; default the wall clock in ms at the start, so that a later
     run never repeats an earlier run's ``seq``."""
     client_id: str | None = None
+    """The connection's client id; with ``credentials``, prepended (with ``-``) to each device id."""
     connect_timeout: float = 10.0
     rules: RulesConfig | None = None
     """The rules the scenario's ground truth is planned for (default: CONTRACT §7's)."""
+    credentials: Path | None = None
+    """Per-device connections: every device signs in as itself with its password from
+    ``credentials/secrets.csv`` (the URL's user is then ignored). None: one connection."""
+    connect_rate: float = CONNECT_RATE
+    """With ``credentials``: new connections per second, at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +119,18 @@ class RunSummary:
     truth_rejects: int = 0
     truth_path: Path | None = None
     warnings: tuple[str, ...] = ()
+    refused: int = 0
+    """Messages the broker refused (PUBACK ≥ 0x80, e.g. 0x87 not authorised); not in ``sent``."""
+    refused_unexpected: int = 0
+    """Of ``refused``, those on their sender's own topic (a broker ACL that does not fit)."""
+    truth_refused: int = 0
+    """Messages of the ground truth listed as refused by the broker (per-device runs)."""
+    per_device: bool = False
+    devices_connected: int = 0
+    """Per-device runs: the connections up when the traffic started."""
+    connect_seconds: float = 0.0
+    device_failures: dict[str, str] = field(default_factory=dict)
+    """Per-device runs: device → why it could not publish (a refused login, a lost connection)."""
 
 
 @dataclass(slots=True)
@@ -163,6 +196,14 @@ class Background:
             bucket.pos = (bucket.pos + c) % size
             out.append((bucket.kind, idx))
         return out
+
+
+class _Sink(Protocol):
+    def publish(self, topic: str, payload: bytes, kind: str = "") -> bool: ...
+    def service(self, timeout: float = 0.0) -> None: ...
+    def idle(self, seconds: float) -> None: ...
+    def drain(self, timeout: float) -> int: ...
+    def close(self) -> None: ...
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
@@ -232,7 +273,7 @@ class _Publisher:
         while marks and marks[0][1].is_published():
             self.acked = marks.popleft()[0]
 
-    def publish(self, topic: str, payload: bytes) -> bool:
+    def publish(self, topic: str, payload: bytes, kind: str = "") -> bool:
         if self.qos > 0 and self.published - self.acked >= INFLIGHT:
             deadline = time.monotonic() + 10.0
             while self.published - self.acked >= INFLIGHT // 2 and time.monotonic() < deadline:
@@ -249,6 +290,9 @@ class _Publisher:
             with contextlib.suppress(OSError):
                 self.client.reconnect()
         return False
+
+    def idle(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def service(self, timeout: float = 0.0) -> None:
         rc = self.client.loop(timeout=timeout)
@@ -420,31 +464,47 @@ def run_traffic(
     for message in warnings:
         log.warning("%s", message)
 
-    publisher = _Publisher(options.url, options.qos, options.client_id, options.connect_timeout)
+    senders: Senders | None = None
+    connections: DeviceConnections | None = None
+    publisher: _Sink
+    if options.credentials is not None:
+        senders = Senders(fleet, options.prefix)
+        connections = _device_connections(options, senders)
+        publisher = DevicePublisher(connections, senders)
+    else:
+        publisher = _Publisher(options.url, options.qos, options.client_id, options.connect_timeout)
     traffic = _Traffic(fleet, plan, background, options.prefix)
     total = round(options.rate * duration)
     per_kind: dict[str, int] = {}
     sent = errors = 0
     rate = options.rate
     progress = Progress(
-        TextColumn("[bold]simulate[/]"),
+        TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} msgs"),
+        TextColumn("{task.completed:,}/{task.total:,} {task.fields[unit]}"),
         TextColumn("{task.fields[speed]}"),
         TimeRemainingColumn(),
         console=console or Console(stderr=True),
         disable=not options.progress,
         transient=False,
     )
-    task = progress.add_task("run", total=total, speed="")
     t0 = time.perf_counter()
     t_end = t0
     next_ui = 0.0
     interrupted = False
     try:
         with progress:
-            while sent < total:
+            if connections is not None:
+                opening = progress.add_task("connect", total=len(connections.names), unit="devices", speed="")
+                connections.open(
+                    stop=lambda: stop is not None and stop.is_set(),
+                    on_progress=lambda done, _n: progress.update(opening, completed=done),
+                )
+                interrupted = stop is not None and stop.is_set()
+            task = progress.add_task("simulate", total=total, unit="msgs", speed="")
+            t0 = t_end = time.perf_counter()
+            while sent < total and not interrupted:
                 if stop is not None and stop.is_set():
                     interrupted = True
                     break
@@ -458,7 +518,7 @@ def run_traffic(
                     publisher.service()
                     wait = (sent + 1) / rate - (time.perf_counter() - t0)
                     if wait > 0.0005:
-                        time.sleep(min(wait, 0.01))
+                        publisher.idle(min(wait, 0.01))
                     continue
                 due = min(due, MAX_BLOCK)
                 sim_ms = start_ms + int(elapsed * time_scale * 1000)
@@ -466,7 +526,7 @@ def run_traffic(
                 if len(block) < due:
                     block.extend(traffic.fill(due - len(block), sim_ms))
                 for topic, payload, kind in block:
-                    if publisher.publish(topic, payload):
+                    if publisher.publish(topic, payload, kind):
                         per_kind[kind] = per_kind.get(kind, 0) + 1
                         sent += 1
                     else:
@@ -484,7 +544,7 @@ def run_traffic(
                 for topic, payload, kind in traffic.due(
                     run.end_ms, now_ms + int((time.perf_counter() - t0) * 1000)
                 ):
-                    if publisher.publish(topic, payload):
+                    if publisher.publish(topic, payload, kind):
                         per_kind[kind] = per_kind.get(kind, 0) + 1
                     else:
                         errors += 1
@@ -502,18 +562,33 @@ def run_traffic(
     seconds = max(t_end - t0, 1e-9)
     if interrupted:
         warnings.append("interrupted: the ground truth may list events the run did not cause")
-    truth_events = truth_rejects = 0
+    truth_events = truth_rejects = truth_refused = 0
     if plan is not None:
         truth_events = len({e.key() for e in plan.events})
         truth_rejects = len(plan.rejects)
     if options.truth is not None:
-        if plan is not None:
+        if plan is not None and senders is not None:
+            truth_rejects, truth_refused = write_truth(plan, options.truth, senders)
+        elif plan is not None:
             plan.write_truth(options.truth)
         else:
             options.truth.parent.mkdir(parents=True, exist_ok=True)
             options.truth.write_bytes(b"")
+    elif plan is not None and senders is not None:
+        truth_refused = sum(1 for r in plan.rejects if not senders.is_own(r.topic))
+        truth_rejects -= truth_refused
+    refused = refused_unexpected = 0
+    failures: dict[str, str] = {}
+    if connections is not None:
+        refused = len(connections.refusals)
+        for refusal in connections.refusals:
+            per_kind[refusal.kind] = per_kind.get(refusal.kind, 0) - 1
+        per_kind = {kind: n for kind, n in per_kind.items() if n > 0}
+        refused_unexpected = sum(1 for r in connections.refusals if not r.watched)
+        failures = {**connections.lost, **connections.failures}
+        warnings.extend(_connection_warnings(connections, options))
     return RunSummary(
-        sent=sent,
+        sent=sent - refused,
         seconds=seconds,
         rate=rate,
         achieved_rate=sent / seconds,
@@ -527,4 +602,73 @@ def run_traffic(
         truth_rejects=truth_rejects,
         truth_path=options.truth,
         warnings=tuple(warnings),
+        refused=refused,
+        refused_unexpected=refused_unexpected,
+        truth_refused=truth_refused,
+        per_device=connections is not None,
+        devices_connected=connections.connected_at_start if connections is not None else 0,
+        connect_seconds=connections.connect_seconds if connections is not None else 0.0,
+        device_failures=dict(sorted(failures.items())),
     )
+
+
+def _device_connections(options: RunOptions, senders: Senders) -> DeviceConnections:
+    """One connection per device of the fleet, with its password from ``secrets.csv`` (not yet open)."""
+    assert options.credentials is not None
+    if not senders.names:
+        raise ValueError(f"the registry {options.registry} has no devices to connect")
+    host, port, _user, _password = parse_mqtt_url(options.url)
+    passwords = read_passwords(options.credentials)
+    missing = [name for name in senders.names if name not in passwords]
+    if missing:
+        raise missing_passwords(
+            missing, registry=options.registry, credentials=options.credentials, prefix=options.prefix
+        )
+    return DeviceConnections(
+        host,
+        port,
+        [(name, passwords[name]) for name in senders.names],
+        qos=options.qos,
+        client_prefix=f"{options.client_id}-" if options.client_id else "",
+        connect_rate=options.connect_rate,
+        connect_timeout=options.connect_timeout,
+    )
+
+
+def _connection_warnings(connections: DeviceConnections, options: RunOptions) -> list[str]:
+    """What went wrong with per-device connections, grouped, each with its fix."""
+    assert options.credentials is not None
+    out: list[str] = []
+    by_reason: dict[str, list[str]] = {}
+    for device, reason in sorted(connections.failures.items()):
+        by_reason.setdefault(reason, []).append(device)
+    for reason, devices in by_reason.items():
+        unsent = sum(connections.unsent.get(d, 0) for d in devices)
+        text = f"{len(devices):,} device(s) could not publish ({named(devices)}): {reason}"
+        text += f"; {unsent:,} messages not sent"
+        if "refused its login" in reason:
+            command = rotate_command(devices[:5], options.registry, options.credentials, options.prefix)
+            text += (
+                f". The broker does not take their password from {options.credentials}: re-run "
+                f"'{command}' ({keep_note(options.credentials)}) and reload the broker (SIGHUP)"
+            )
+        out.append(text)
+    for device, reason in sorted(connections.lost.items()):
+        unsent = connections.unsent.get(device, 0)
+        out.append(f"device {device}: {reason} at the end of the run; {unsent:,} messages not sent")
+    own = [r for r in connections.refusals if not r.watched]
+    if own:
+        first = own[0]
+        out.append(
+            f"the broker refused {len(own):,} messages on their device's own topic (first: {first.device} on "
+            f"{first.topic}: {first.reason}): do --prefix ({options.prefix!r}) and the topic prefix "
+            f"of the credentials in {options.credentials} agree?"
+        )
+    if connections.accepted_watched:
+        device, topic = connections.accepted_watched[0]
+        out.append(
+            f"the broker accepted {len(connections.accepted_watched):,} messages on topics not their "
+            f"sender's own (first: {device} on {topic}): its ACL is not per device (CONTRACT §10), "
+            "yet the ground truth lists them as refused"
+        )
+    return out
