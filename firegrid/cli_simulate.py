@@ -3,7 +3,9 @@
 The main CLI calls :func:`add_parser`; ``python -m firegrid.cli_simulate`` runs it on its own.
 ``simulate run`` takes the broker, the topic prefix and the rules from the settings
 ``firegrid ingest`` reads (``FIREGRID_MQTT_URL``, ``FIREGRID_TOPIC_PREFIX``, ``FIREGRID_RULES``;
-``--config FILE``; the environment wins) unless ``--url`` / ``--prefix`` are given.
+``--config FILE``; the environment wins) unless ``--url`` / ``--prefix`` are given. With
+``--per-device`` every device publishes through its own connection, signed in as itself with its
+password from ``secrets.csv`` in ``--credentials`` (default ``FIREGRID_CREDENTIALS``).
 Errors print one readable line to stderr and return a non-zero exit code (no traceback): 2 for
 configuration (settings, flags, rules file), 1 otherwise.
 """
@@ -17,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +30,8 @@ from devices import ConfigError, FiregridError, SettingsError
 from firegrid._argtypes import positive_float, positive_int
 from rules import RulesConfig, load_rules
 from simulators import (
+    CONNECT_RATE,
+    CredentialsError,
     RunOptions,
     RunSummary,
     ScenarioError,
@@ -95,6 +100,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="prepended to every topic, ending with '/' (default: FIREGRID_TOPIC_PREFIX, else none)",
     )
     run.add_argument("--seed", type=int, default=1)
+    run.add_argument(
+        "--per-device",
+        action="store_true",
+        help="one connection per device, signed in as the device with its password from --credentials "
+        "(the broker's per-device ACL applies, as in the field)",
+    )
+    run.add_argument(
+        "--credentials",
+        type=Path,
+        default=None,
+        help="with --per-device: directory of 'firegrid credentials' whose secrets.csv holds the devices' "
+        "passwords (default: FIREGRID_CREDENTIALS, else ./credentials)",
+    )
+    run.add_argument(
+        "--connect-rate",
+        type=positive_float,
+        default=None,
+        help=f"with --per-device: new connections per second, at most (default {CONNECT_RATE:g})",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
@@ -102,6 +126,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 def _error(message: str, code: int = EXIT_ERROR) -> int:
     print(f"firegrid simulate: error: {message}", file=sys.stderr)
     return code
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    url: str
+    prefix: str
+    rules: RulesConfig
+    credentials: Path
+    """``--credentials``, else ``FIREGRID_CREDENTIALS`` (used with ``--per-device``)."""
 
 
 def run_settings(
@@ -113,6 +146,14 @@ def run_settings(
     prefix, and its ground truth is planned for the same rules (``FIREGRID_RULES``).
 
     Raises :class:`devices.ConfigError` with one readable line."""
+    settings = load_run_settings(config, url, prefix)
+    return settings.url, settings.prefix, settings.rules
+
+
+def load_run_settings(
+    config: Path | None, url: str | None = None, prefix: str | None = None, credentials: Path | None = None
+) -> RunSettings:
+    """:func:`run_settings`, and the credentials directory (``credentials``, the flag, when given)."""
     from firegrid._settings import check_topic_prefix, load_settings  # imports ingest: only when run
 
     settings = load_settings(config)
@@ -128,7 +169,12 @@ def run_settings(
     except ValueError as exc:
         raise SettingsError(f"invalid {source}: {exc}") from exc
     rules = load_rules(settings.rules)
-    return url, settings.topic_prefix if prefix is None else prefix, rules
+    return RunSettings(
+        url=url,
+        prefix=settings.topic_prefix if prefix is None else prefix,
+        rules=rules,
+        credentials=settings.credentials if credentials is None else credentials,
+    )
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -155,24 +201,48 @@ def _print_summary(summary: RunSummary, console: Console) -> None:
         f"({(summary.achieved_rate / summary.rate - 1) * 100:+.1f} %)",
     )
     table.add_row("per kind", ", ".join(f"{kind} {n:,}" for kind, n in summary.per_kind.items()) or "-")
+    if summary.per_device:
+        table.add_row(
+            "connections",
+            f"{summary.devices_connected:,} devices signed in, each as itself, "
+            f"in {summary.connect_seconds:.2f} s",
+        )
+    if summary.per_device or summary.refused:
+        expected = f" ({summary.truth_refused} expected)" if summary.truth_path is not None else ""
+        table.add_row(
+            "refused", f"{summary.refused:,} messages refused by the broker (not authorised){expected}"
+        )
     table.add_row(
         "time scale",
         f"{summary.time_scale:g} (simulated {(summary.sim_end_ms - summary.sim_start_ms) / 1000:,.0f} s)",
     )
-    if summary.errors or summary.unacked:
-        table.add_row("problems", f"{summary.errors:,} publish errors, {summary.unacked:,} unacknowledged")
+    if _failed(summary):
+        problems = f"{summary.errors:,} publish errors, {summary.unacked:,} unacknowledged"
+        if summary.per_device:
+            problems += f", {len(summary.device_failures):,} devices could not publish"
+            problems += f", {summary.refused_unexpected:,} refused on their own topic"
+        table.add_row("problems", problems)
     if summary.truth_path is not None:
+        refused = f", {summary.truth_refused} refused by the broker" if summary.per_device else ""
         table.add_row(
-            "truth", f"{summary.truth_events} events, {summary.truth_rejects} rejects → {summary.truth_path}"
+            "truth",
+            f"{summary.truth_events} events, {summary.truth_rejects} rejects{refused} → {summary.truth_path}",
         )
     console.print(table)
     for warning in summary.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
 
+def _failed(summary: RunSummary) -> bool:
+    return bool(summary.errors or summary.unacked or summary.device_failures or summary.refused_unexpected)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if not args.per_device and (args.credentials is not None or args.connect_rate is not None):
+        flag = "--credentials" if args.credentials is not None else "--connect-rate"
+        return _error(f"{flag} is for --per-device runs", EXIT_USAGE)
     try:
-        url, prefix, rules = run_settings(args.config, args.url, args.prefix)
+        settings = load_run_settings(args.config, args.url, args.prefix, args.credentials)
     except ConfigError as exc:
         return _error(str(exc), EXIT_USAGE)
     console = Console(stderr=True)
@@ -186,23 +256,12 @@ def _run(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread()
         else None
     )
-    options = RunOptions(
-        registry=args.registry,
-        url=url,
-        rate=args.rate,
-        duration=args.duration,
-        scenario=args.scenario,
-        qos=args.qos,
-        time_scale=args.time_scale,
-        truth=args.truth,
-        prefix=prefix,
-        seed=args.seed,
-        progress=not args.no_progress and console.is_terminal,
-        rules=rules,
-    )
+    options = run_options(args, settings, progress=not args.no_progress and console.is_terminal)
     logging.getLogger("simulators").setLevel(logging.ERROR)  # warnings go into the summary
     try:
         summary = run_traffic(options, console=console, stop=stop)
+    except CredentialsError as exc:
+        return _error(str(exc), EXIT_USAGE)
     except (FiregridError, ScenarioError, ConnectionError, OSError, ValueError) as exc:
         return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except KeyboardInterrupt:
@@ -211,7 +270,27 @@ def _run(args: argparse.Namespace) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     _print_summary(summary, Console())
-    return 0 if not summary.errors and not summary.unacked else EXIT_ERROR
+    return EXIT_ERROR if _failed(summary) else 0
+
+
+def run_options(args: argparse.Namespace, settings: RunSettings, *, progress: bool = False) -> RunOptions:
+    """The :class:`RunOptions` of ``simulate run``'s parsed arguments and settings."""
+    return RunOptions(
+        registry=args.registry,
+        url=settings.url,
+        rate=args.rate,
+        duration=args.duration,
+        scenario=args.scenario,
+        qos=args.qos,
+        time_scale=args.time_scale,
+        truth=args.truth,
+        prefix=settings.prefix,
+        seed=args.seed,
+        progress=progress,
+        rules=settings.rules,
+        credentials=settings.credentials if args.per_device else None,
+        connect_rate=args.connect_rate or CONNECT_RATE,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
