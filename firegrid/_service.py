@@ -177,9 +177,9 @@ class IngestService:
                 batch = self.inbox.take(batch_max, timeout=0.5)
                 if batch:
                     self.committer.submit(self.pipeline.process(batch), batch)
-                if lines := self.hazards.on_idle(now_ms()):
+                elif lines := self.pipeline.rate_limited_lines():  # no traffic: minutes end by the clock
                     self.committer.submit(lines, ())
-                if lines := self.pipeline.rate_limited_lines():  # minutes of a flood that stopped
+                if lines := self.hazards.on_idle(now_ms()):
                     self.committer.submit(lines, ())
                 self._maybe_write_stats()
             # drain: everything received is written or spooled before exit

@@ -19,6 +19,10 @@ from ingest._ratelimit import DeviceRate, RateLimiter
 
 log = logging.getLogger(__name__)
 
+IDLE_CLOSE_MS = 1_000
+"""Without traffic, a device-minute of rate-limited messages is closed this long after its end
+(a margin for a message received just before the clock was read)."""
+
 
 @dataclass(frozen=True, slots=True)
 class InMessage:
@@ -114,21 +118,23 @@ class Pipeline:
             lines.append(self._pending_rejected.popleft())
         self._encoder.readings(readings, lines)
         self._encoder.rejects(decoded.rejects, lines)
-        if self.limiter is not None:
-            self._closed_minutes(now_ms, lines, final=False)
+        if self.limiter is not None and messages:  # minutes before this batch's newest message
+            self._closed_minutes(messages[-1].received_ms, lines, final=False)
         return lines
 
     def rate_limited_lines(self, *, final: bool = False) -> list[str]:
-        """The ``rate_limited`` rejects of the device-minutes that are over (``final``: all of
-        them, at a clean stop); call between batches, so that a flood that stopped is recorded."""
+        """The ``rate_limited`` rejects of the device-minutes over by the clock (``final``: of
+        all of them, at a clean stop). Call when no message waits to be decoded (the inbox is
+        empty), so that the minutes of a flood that stopped are recorded without new traffic;
+        while messages flow, :meth:`process` closes minutes by their receipt times."""
         lines: list[str] = []
         if self.limiter is not None:
-            self._closed_minutes(self._clock_ms(), lines, final=final)
+            self._closed_minutes(self._clock_ms() - IDLE_CLOSE_MS, lines, final=final)
         return lines
 
-    def _closed_minutes(self, now_ms: int, lines: list[str], *, final: bool) -> None:
+    def _closed_minutes(self, until_ms: int, lines: list[str], *, final: bool) -> None:
         assert self.limiter is not None
-        closed = self.limiter.closed(now_ms, final=final)
+        closed = self.limiter.closed(until_ms, final=final)
         if closed:
             log.warning(
                 "rate limit (%s): %d messages dropped in %d device-minutes, e.g. %d from %r",

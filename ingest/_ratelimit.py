@@ -13,9 +13,10 @@ Time is the message's receipt time on the service clock (``InMessage.received_ms
 device's own ``ts``. A gateway batch is one message.
 
 Dropped messages are not recorded one by one (a flood would write a point per message): each
-device's drops are summed per minute (``received_ms // 60000``) and become one ``rejects``
-point with reason ``rate_limited`` and field ``count`` when the minute closes, or at a clean
-stop (:meth:`RateLimiter.closed`).
+device's drops are summed per minute of receipt (``received_ms // 60000``) and become one
+``rejects`` point with reason ``rate_limited`` and field ``count`` (timed at the minute's first
+drop) once the minute is over — a later message was received after it, or the clock passed it
+while nothing waited — or at a clean stop (:meth:`RateLimiter.closed`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from datetime import UTC, datetime
 from ingest._decode import REJECT_PAYLOAD_BYTES, Reject, RejectReason
 
 MINUTE_MS = 60_000
-CLOSE_GRACE_MS = 5_000
-"""A device-minute's ``rejects`` point is written this long after the minute's end."""
 _RATE = re.compile(r"^\s*(?P<rate>\d+(?:\.\d+)?)\s*/\s*(?P<burst>\d+)\s*$")
 _EPSILON_MS = 1e-6
 """Rounding slack of the float arithmetic: a burst of exactly ``burst`` messages always passes."""
@@ -137,14 +136,15 @@ class RateLimiter:
         batch, self._batch = self._batch, {}
         return batch
 
-    def closed(self, now_ms: int, *, final: bool = False) -> list[Reject]:
-        """The ``rate_limited`` rejects of every device-minute that is over at ``now_ms`` (with
+    def closed(self, until_ms: int, *, final: bool = False) -> list[Reject]:
+        """The ``rate_limited`` rejects of every device-minute that ended by ``until_ms`` (with
         ``final``, of every minute: a clean stop), one per device and minute, each with its count.
 
-        A minute is over ``CLOSE_GRACE_MS`` after its end, so that messages received in it but
-        still queued for the pipeline join its count. Cheap to call often: the open minutes are
-        looked at once a minute."""
-        horizon = (now_ms - CLOSE_GRACE_MS) // MINUTE_MS
+        ``until_ms`` must be a time before which no message is still to come: the receipt time
+        of the newest message decoded (messages arrive in receipt order), or, when nothing waits
+        to be decoded, the clock. Cheap to call often: the open minutes are looked at once a
+        minute."""
+        horizon = until_ms // MINUTE_MS
         """Minutes before this one are over."""
         if final or horizon > self._swept:
             self._swept = horizon

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from devices import Reading, Registry, SettingsError
 from ingest import Decoded, Decoder, DeviceRate, IngestMetrics, InMessage, Pipeline, RateLimiter, RejectReason
-from ingest._ratelimit import CLOSE_GRACE_MS, MINUTE_MS
+from ingest._ratelimit import MINUTE_MS
 from tests.helpers import write_registry
 
 T0 = 1_764_583_200_000
@@ -129,13 +130,13 @@ def test_one_reject_per_device_and_minute_with_its_count() -> None:
         limiter.admit(1, T0 + MINUTE_MS + 10, "fire/D01/smoke/S0001", b'{"alarm": true}')
     assert limiter.take_batch() == {0: 1350, 1: 4}
     assert limiter.take_batch() == {}
-    # device 0's minutes 0 and 1 are closed by its own later drops; device 1's minute 1 only
-    # once minute 2 has run for the grace
-    first = limiter.closed(T0 + 2 * MINUTE_MS + CLOSE_GRACE_MS - 1)
+    # device 0's minutes 0 and 1 are closed by its own later drops; device 1's minute 1 once
+    # nothing received before the end of minute 1 can still come
+    first = limiter.closed(T0 + 2 * MINUTE_MS - 1)
     assert [(r.topic, r.count) for r in first] == [("fire/D01/smoke/S0000", 540.0)] * 2
-    second = limiter.closed(T0 + 2 * MINUTE_MS + CLOSE_GRACE_MS)
+    second = limiter.closed(T0 + 2 * MINUTE_MS)
     assert [(r.topic, r.count) for r in second] == [("fire/D01/smoke/S0001", 4.0)]
-    assert limiter.closed(T0 + 2 * MINUTE_MS + CLOSE_GRACE_MS + 1) == []
+    assert limiter.closed(T0 + 2 * MINUTE_MS + 1) == []
     last = limiter.closed(T0 + 10 * MINUTE_MS, final=True)
     assert [(r.topic, r.count) for r in last] == [("fire/D01/smoke/S0000", 270.0)]
     assert sum(r.count or 0 for r in first + second + last) == limiter.dropped
@@ -186,6 +187,12 @@ class Sink:
         return []
 
 
+def _count(line: str) -> float:
+    match = re.search(r"[ ,]count=([0-9.]+)[ ,]", line)
+    assert match is not None, line
+    return float(match[1])
+
+
 def _messages(device: str, count: int, at: int, seq0: int = 0) -> list[InMessage]:
     topic = f"fire/D01/smoke/{device}"
     return [
@@ -219,7 +226,7 @@ def test_the_pipeline_limits_counts_and_writes_one_point_per_device_minute(regis
     rejects = [line for line in lines if line.startswith("rejects,")]
     assert len(rejects) == 2, rejects  # minutes 0 and 1, one point each
     assert all(line.startswith("rejects,reason=rate_limited ") for line in rejects)
-    counts = [float(line.split("count=")[1].split(",")[0].split(" ")[0]) for line in rejects]
+    counts = [_count(line) for line in rejects]
     dropped = 90 * 50 - passed
     assert sum(counts) == dropped
     assert counts[0] == 60 * 50 - (30 + 5 * 59) or counts[0] == 60 * 50 - (30 + 5 * 59) - 1
@@ -231,6 +238,33 @@ def test_the_pipeline_limits_counts_and_writes_one_point_per_device_minute(regis
     assert sum(batch.get(s0, 0) for batch in sink.limited) == dropped
     assert all(set(batch) <= {s0} for batch in sink.limited)
     assert sink.limited[0] == {s0: 20}  # the first second: 50 sent, 30 pass
+
+
+def test_a_pipeline_running_late_still_writes_one_point_per_device_minute(registry: Registry) -> None:
+    """Minutes close by the receipt times of the messages decoded, not by the clock, while
+    messages flow: a backlog decoded minutes later adds no second point for a minute."""
+    pipeline = Pipeline(
+        registry, IngestMetrics(), clock_ms=lambda: T0 + 30 * MINUTE_MS, device_rate=DeviceRate(1, 1)
+    )
+    lines: list[str] = []
+    for second in range(150):  # 2.5 minutes of a 10 msg/s flood, in batches of one second
+        lines += pipeline.process(_messages("S0000", 10, T0 + second * 1000, second * 10))
+    assert sum(line.startswith("rejects,") for line in lines) == 2  # minutes 0 and 1 are over
+    lines += pipeline.rate_limited_lines()  # the clock says minute 2 is over too
+    rejects = [line for line in lines if line.startswith("rejects,")]
+    assert len(rejects) == 3
+    assert [_count(line) for line in rejects] == [540.0, 540.0, 270.0]
+    assert pipeline.rate_limited_lines(final=True) == []
+
+
+def test_without_traffic_a_minute_closes_by_the_clock(registry: Registry) -> None:
+    clock = [T0 + 10]
+    pipeline = Pipeline(registry, IngestMetrics(), clock_ms=lambda: clock[0], device_rate=DeviceRate(1, 1))
+    assert not any(line.startswith("rejects,") for line in pipeline.process(_messages("S0000", 5, T0 + 10)))
+    clock[0] = T0 + MINUTE_MS + 999
+    assert pipeline.rate_limited_lines() == []
+    clock[0] = T0 + MINUTE_MS + 1000
+    assert [_count(line) for line in pipeline.rate_limited_lines()] == [4.0]
 
 
 def test_reload_keeps_the_buckets(registry: Registry) -> None:
