@@ -44,9 +44,11 @@ bench: setup
 demo: setup
 	$(BIN)/firegrid demo $(DEMO_ARGS)
 
-# Long fault runs: the outage, kill -9 and broker-restart tests, many times over.
+# Long runs: the tests marked soak (fuzzing with 100,000+ inputs each; `make test` deselects
+# them), then the outage, kill -9 and broker-restart tests, many times over.
 SOAK_ROUNDS ?= 20
 soak: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m soak -s --timeout 7200
 	@for i in $$(seq 1 $(SOAK_ROUNDS)); do \
 	  echo "soak round $$i/$(SOAK_ROUNDS)"; \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_faults.py tests/integration/test_alerts_e2e.py || exit 1; \

@@ -8,17 +8,21 @@ durable path as readings.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from access import Visibility
 from alerts import EventStore, Outcome, Publisher
 from devices import Reading, Registry, RulesError, encode_line, series_key
-from firegrid._http import json_response
+from firegrid._http import MAX_LIMIT, EventQuery
 from rules import RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class Hazards:
         self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
         self._next_timers = now
         self._next_fleet = now  # a first count right away, then every minute
+        self._stations_of: tuple[Registry, dict[str, str]] | None = None
 
     # -- pipeline thread -----------------------------------------------------------------------
 
@@ -153,24 +158,53 @@ class Hazards:
         if outcome is not None:
             self._take(outcome)
 
-    def http_events(self, path: str, query: dict[str, str]) -> tuple[int, str, bytes]:
-        parts = path.rstrip("/").split("/")
-        if len(parts) == 3 and parts[2]:
-            event = self.events.get_event(parts[2])
-            if event is None:
-                return json_response(404, {"error": f"no event {parts[2]}"})
-            return json_response(200, event)
-        try:
-            since = int(query["since"]) if query.get("since") else None
-            limit = int(query.get("limit", "1000"))
-            events = self.events.list_events(
-                state=query.get("state") or None,
-                district=query.get("district") or None,
-                grid=query.get("grid") or None,
-                type=query.get("type") or None,
-                since_ms=since,
+    # -- HTTP threads (CONTRACT §10: who sees which event) --------------------------------------
+
+    def visible_events(self, seen: Visibility, query: EventQuery) -> list[dict[str, Any]]:
+        """``GET /events``: the events of ``query`` that ``seen`` may see, newest first.
+
+        The store filters one grid at a time and knows neither severity nor station: a worker's
+        grids are queried one by one and merged; a station's district is scanned (its newest
+        ``MAX_LIMIT`` events) for the critical events routed to it."""
+        if seen.forbidden:
+            return []
+
+        def query_store(district: str | None, grid: str | None, limit: int) -> list[dict[str, Any]]:
+            return self.events.list_events(
+                state=query.state,
+                district=district,
+                grid=grid,
+                type=query.type,
+                since_ms=query.since_ms,
                 limit=limit,
             )
-        except ValueError as exc:
-            return json_response(400, {"error": str(exc)})
-        return json_response(200, events)
+
+        if seen.station is not None:
+            district = self._station_district(seen.station)
+            if district is None or query.district not in (None, district):
+                return []
+            scanned = query_store(district, query.grid, MAX_LIMIT)
+            return [event for event in scanned if seen.allows(event)][: query.limit]
+        if seen.grids is None:
+            return query_store(query.district, query.grid, query.limit)
+        grids = sorted(seen.grids if query.grid is None else seen.grids & {query.grid})
+        lists = [query_store(query.district, grid, query.limit) for grid in grids]
+        if len(lists) <= 1:
+            return lists[0] if lists else []
+        merged = heapq.merge(*lists, key=_newest_first, reverse=True)  # the store's own order
+        return list(itertools.islice(merged, query.limit))
+
+    def visible_event(self, seen: Visibility, event_id: str) -> dict[str, Any] | None:
+        """``GET /events/{event_id}`` with its history; None when missing or not for ``seen``."""
+        event = self.events.get_event(event_id)
+        return event if event is not None and seen.allows(event) else None
+
+    def _station_district(self, station_id: str) -> str | None:
+        registry = self.events.registry
+        if self._stations_of is None or self._stations_of[0] is not registry:
+            self._stations_of = (registry, {s.station_id: s.district for s in registry.stations})
+        return self._stations_of[1].get(station_id)
+
+
+def _newest_first(event: dict[str, Any]) -> tuple[int, str]:
+    return event["raised_at"], event["event_id"]

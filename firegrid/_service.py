@@ -12,9 +12,10 @@ from types import FrameType
 
 import paho.mqtt.client as mqtt
 
+from access import Access
 from devices import ConfigError, FiregridError, Registry, Topics
 from firegrid._hazards import Hazards, now_ms
-from firegrid._http import HttpApi, json_response
+from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app, listen
 from firegrid._settings import Settings
 from ingest import (
     Committer,
@@ -54,6 +55,7 @@ def _tune_gc() -> None:
 class IngestService:
     def __init__(self, settings: Settings, sinks: Sequence[ReadingSink] = ()) -> None:
         self.settings = settings
+        http_socket = listen(settings.http_host, settings.http_port)  # a port in use: stop at once
         self.registry = Registry.load(settings.registry)
         _tune_gc()
         log.info(
@@ -104,12 +106,13 @@ class IngestService:
         )
         self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
         self.metrics.commit_pending.set_function(lambda: self.committer.pending_lines)
-        self.http = HttpApi(settings.http_host, settings.http_port)
-        self.http.route("/healthz", lambda path, query: json_response(*self.health()))
-        self.http.route(
-            "/metrics", lambda path, query: (200, "text/plain; version=0.0.4", self.metrics.render())
+        # HTTP Basic against FIREGRID_CREDENTIALS, rights from the registry (CONTRACT §10)
+        self.gate = Gatekeeper(settings.credentials, Access(self.registry))
+        self.http_threads = ApiThreads()
+        self.http = HttpServer(
+            build_app(self.health, self.metrics.render, self.hazards, self.gate, self.http_threads),
+            http_socket,
         )
-        self.http.route("/events", self.hazards.http_events)
         self._worker = threading.Thread(target=self._run_pipeline, name="pipeline")
         self._last_stats = 0.0
 
@@ -195,12 +198,14 @@ class IngestService:
         self._reload_requested.clear()
         try:
             registry = Registry.load(self.settings.registry, previous=self.registry)
+            access = Access(registry)  # refuses names shared by two principals
         except ConfigError as exc:
             log.error("registry reload refused, keeping the loaded one: %s", exc)
             return
         self.registry = registry
         self.pipeline.reload(registry)
         self.hazards.reload(registry)
+        self.gate.set_access(access)
         _tune_gc()
         log.info("registry reloaded: %d devices, %d grids", len(registry), len(registry.grids))
 
@@ -252,9 +257,11 @@ class IngestService:
             # arrived during the disconnect: made durable, not acked (the broker redelivers it)
             self.store.put(self.pipeline.process(batch))
         self.store.put(self.hazards.drain_lines())
+        self.http.stop()  # before the event store it reads closes
+        self.http_threads.close()
+        self.gate.close()
         self.hazards.close()
         self.store.stop(drain_timeout=2.0)
-        self.http.stop()
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the registry. Returns the exit code."""

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     rules: Path | None = None
     data_dir: Path = Path("./.firegrid")
     http: str = "127.0.0.1:8080"
+    credentials: Path = Path("./credentials")
+    """Directory written by ``firegrid credentials``: its ``passwd`` checks HTTP passwords (§10)."""
     # extensions of the contract
     client_id: str = "firegrid-ingest"
     """MQTT client id: fixed, so the persistent session survives restarts."""
