@@ -84,6 +84,7 @@ class IngestService:
             on_fatal=self._on_fatal,
             on_overload_drop=self.metrics.overload_dropped.inc,
             extra_handlers={actions: self._on_action},
+            ca_file=settings.mqtt_ca,
         )
         device_rate = settings.device_rate_limit
         self.hazards = Hazards(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devices import SettingsError, is_identifier
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FIREGRID_", extra="forbid", frozen=True)
 
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_ca: Path | None = None
+    """CA file (PEM) that an ``mqtts://`` broker's certificate must chain to; unset: the system's."""
     influx_url: str = "http://127.0.0.1:8086"
     influx_db: str = "firegrid"
     influx_token: SecretStr | None = None
@@ -62,6 +65,26 @@ class Settings(BaseSettings):
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
         BrokerAddress.parse(value)
+        return value
+
+    @field_validator("mqtt_ca", mode="before")
+    @classmethod
+    def _mqtt_ca_unset(cls, value: object) -> object:
+        return None if value == "" else value  # FIREGRID_MQTT_CA= (empty) means unset
+
+    @field_validator("mqtt_ca")
+    @classmethod
+    def _mqtt_ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        url = info.data.get("mqtt_url")
+        if isinstance(url, str) and not BrokerAddress.parse(url).tls:
+            raise ValueError("is set but FIREGRID_MQTT_URL is not mqtts://, so no TLS would use it")
+        try:
+            ssl.create_default_context(cafile=value)
+        except OSError as exc:  # ssl.SSLError included
+            reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+            raise ValueError(f"cannot load CA certificates from {value}: {reason}") from exc
         return value
 
     @field_validator("influx_url")

@@ -14,7 +14,9 @@ every packet already buffered instead, as Home Assistant does (its PR #118222).
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -31,7 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices import MqttError
+from devices import MqttError, SettingsError
 from ingest._pipeline import InMessage
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,9 @@ RECEIVE_MAXIMUM = 16384
 SESSION_EXPIRY_S = 7 * 24 * 3600
 READ_BURST = 1000
 QOS0_INBOX_LIMIT = 200_000
+REFUSED_LOGIN = frozenset({0x86, 0x87, 0x8A, 0x8C})
+"""CONNACK reasons that no retry can cure: bad user name or password, not authorized, banned,
+bad authentication method. The service stops (exit 3) instead of reconnecting forever."""
 
 
 _PUBACK = struct.Struct("!BBH")  # MQTT 5 PUBACK, reason "success" left implicit (remaining length 2)
@@ -58,6 +63,16 @@ class _BurstClient(mqtt.Client):
     _rbuf: bytes = b""
     _rpos: int = 0
     _rsock: object = None
+    on_certificate_refused: Callable[[ssl.SSLCertVerificationError], None] = staticmethod(lambda exc: None)
+    """Told when the broker's TLS certificate fails verification, on whichever thread connects
+    (paho's loop only logs a failed reconnect at debug level and retries)."""
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except ssl.SSLCertVerificationError as exc:
+            self.on_certificate_refused(exc)
+            raise
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rsock is not self._sock:  # a new connection: nothing buffered belongs to it
@@ -112,7 +127,8 @@ class BrokerAddress:
     def parse(cls, url: str) -> BrokerAddress:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            raise ValueError(f"MQTT URL must look like mqtt://[user:pass@]host[:port], got {url!r}")
+            shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
+            raise ValueError(f"MQTT URL must look like mqtt://[user:pass@]host[:port], got {shown!r}")
         tls = parts.scheme in ("mqtts", "ssl")
         return cls(parts.hostname, parts.port or (8883 if tls else 1883), parts.username, parts.password, tls)
 
@@ -160,8 +176,12 @@ class MqttConsumer:
         on_fatal: Callable[[BaseException], None] = lambda exc: None,
         on_overload_drop: Callable[[], None] = lambda: None,
         extra_handlers: dict[str, Callable[[mqtt.MQTTMessage], None]] | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``ca_file``: the CA (PEM) that an ``mqtts://`` broker's certificate must chain to;
+        None: the system's trust store. Host names are always checked."""
         self.address = BrokerAddress.parse(url)
+        self.ca_file = ca_file
         self.inbox = inbox
         self.subscriptions = subscriptions
         self.generation = 0
@@ -181,7 +201,8 @@ class MqttConsumer:
         if self.address.username:
             client.username_pw_set(self.address.username, self.address.password)
         if self.address.tls:
-            client.tls_set()
+            client.tls_set_context(self._tls_context(ca_file))
+            client.on_certificate_refused = self._on_certificate_refused
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
@@ -190,6 +211,17 @@ class MqttConsumer:
         for topic_filter, handler in (extra_handlers or {}).items():
             client.message_callback_add(topic_filter, self._wrap(handler))
         self.client = client
+
+    def _tls_context(self, ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
+        """Verify the broker's certificate chain and host name (TLS 1.2 or later)."""
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+        except OSError as exc:  # ssl.SSLError included
+            raise SettingsError(
+                f"cannot load the MQTT CA certificates from {ca_file}: {exc.strerror or exc}"
+            ) from exc
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -201,6 +233,8 @@ class MqttConsumer:
             self.client.connect(
                 self.address.host, self.address.port, keepalive=30, clean_start=False, properties=properties
             )
+        except ssl.SSLCertVerificationError:
+            return  # fatal, already reported by on_certificate_refused
         except OSError as exc:
             log.warning("MQTT broker %s unreachable (%s); retrying in the background", self.address, exc)
             self.client.connect_async(
@@ -229,12 +263,13 @@ class MqttConsumer:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            message = f"MQTT broker {self.address} refused the connection: {reason}"
-            if reason.value in (0x86, 0x87, 0x8C):  # bad credentials, not authorized, bad auth method
+            if reason.value in REFUSED_LOGIN:
+                user = self.address.username
+                who = f"the login of user {user}" if user else "an anonymous login"
                 client.disconnect()
-                self._on_fatal(MqttError(message))
+                self._on_fatal(MqttError(f"MQTT broker {self.address} refused {who}: {reason}"))
             else:
-                log.warning("%s", message)
+                log.warning("MQTT broker %s refused the connection: %s", self.address, reason)
             return
         self.generation += 1
         sock = client.socket()
@@ -246,6 +281,13 @@ class MqttConsumer:
         client.subscribe([(topic, 1) for topic in self.subscriptions])
         self.connected = True
         self.on_connection_change(True)
+
+    def _on_certificate_refused(self, exc: ssl.SSLCertVerificationError) -> None:
+        trusted = f"the CA of {self.ca_file}" if self.ca_file else "the system's CAs"
+        reason = exc.verify_message or exc.reason or str(exc)
+        self._on_fatal(
+            MqttError(f"MQTT broker {self.address}: TLS certificate refused ({reason}; trusting {trusted})")
+        )
 
     def _on_disconnect(
         self,
