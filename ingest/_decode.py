@@ -9,6 +9,7 @@ from typing import Protocol
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from devices import (
     KIND_BY_NAME,
@@ -180,6 +181,12 @@ class Decoder:
                 except ValidationError as element_error:
                     reject(RejectReason.SCHEMA, f"element {index}: {_describe(element_error)}")
             return kept
+        if b"NaN" in payload or b"Infinity" in payload:  # perhaps in an ignored field: not JSON either
+            try:
+                from_json(payload, allow_inf_nan=False)  # validate_json's parser, made strict
+            except ValueError as json_error:
+                reject(RejectReason.INVALID_JSON, f"Invalid JSON: {json_error}")
+                return []
         return value if isinstance(value, list) else [value]
 
 
