@@ -102,3 +102,18 @@ def write_registry(root: Path, district: str = "D01", devices_per_kind: int = 3)
                 lon = 108.702 + 0.004 * k
                 writer.writerow([f"{kind[0].upper()}{i:04d}", kind, district, f"S{i % 2}", lat, lon, ""])
     return root
+
+
+API_USER = "firegrid-console"
+API_PASSWORD = "suite-api-password"
+API_AUTH = (API_USER, API_PASSWORD)
+"""The account the tests read ingest's /events with (a service account: sees every event)."""
+
+
+def write_api_credentials(directory: Path) -> Path:
+    """A credentials directory whose ``passwd`` knows the suite's API account."""
+    from access import hash_password
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "passwd").write_text(f"{API_USER}:{hash_password(API_PASSWORD)}\n")
+    return directory

@@ -15,7 +15,7 @@ import pytest
 
 from access import INGEST_ACCOUNT
 from firegrid._services import Influxd, Mosquitto, free_port
-from tests.helpers import eventually, write_registry
+from tests.helpers import eventually, write_api_credentials, write_registry
 
 
 class IngestProcess:
@@ -86,6 +86,10 @@ def service_env(
         FIREGRID_TOPIC_PREFIX=topic_prefix,
         FIREGRID_CLIENT_ID=f"firegrid-{topic_prefix.rstrip('/')}",
         FIREGRID_STATS_INTERVAL_S="1",
+        FIREGRID_CREDENTIALS=str(write_api_credentials(data_dir.parent / "api-credentials")),
+        # the fault and scenario tests stream hundreds of readings per device at once; the
+        # limit itself is tested with the contract's default in test_rate_limit.py
+        FIREGRID_DEVICE_RATE="0",
     )
     return env
 

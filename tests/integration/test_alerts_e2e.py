@@ -21,7 +21,7 @@ from access import SIMULATOR_ACCOUNT
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
 from simulators import parse_mqtt_url
-from tests.helpers import eventually, influx_query
+from tests.helpers import API_AUTH, eventually, influx_query
 from tests.integration.conftest import IngestProcess
 
 EVENT_FIELDS = {
@@ -290,17 +290,24 @@ def test_lifecycle_by_the_right_and_the_wrong_workers(
     assert bad["ok"] is False and bad["error"]
 
     http = ingest.http
-    detail = httpx.get(f"{http}/events/{event_id}", timeout=5).json()
+    detail = httpx.get(f"{http}/events/{event_id}", auth=API_AUTH, timeout=5).json()
     assert detail["state"] == "closed"
     history = [(h["to_state"], h["worker_id"], h["note"]) for h in detail["history"]]
     assert ("acknowledged", insider, "on my way") in history
     assert ("resolved", insider, "ventilated") in history
     assert ("closed", "SUP1", "verified on site") in history
     assert any(h["note"] == "smoke from cooking" for h in detail["history"])
-    listed = httpx.get(f"{http}/events", params={"state": "closed", "grid": grid}, timeout=5).json()
+    listed = httpx.get(
+        f"{http}/events", params={"state": "closed", "grid": grid}, auth=API_AUTH, timeout=5
+    ).json()
     assert [e["event_id"] for e in listed] == [event_id]
-    assert httpx.get(f"{http}/events", params={"state": "open", "type": "FIRE_ALARM"}, timeout=5).json() == []
-    assert httpx.get(f"{http}/events/NOPE", timeout=5).status_code == 404
+    assert (
+        httpx.get(
+            f"{http}/events", params={"state": "open", "type": "FIRE_ALARM"}, auth=API_AUTH, timeout=5
+        ).json()
+        == []
+    )
+    assert httpx.get(f"{http}/events/NOPE", auth=API_AUTH, timeout=5).status_code == 404
     states = eventually(
         lambda: (
             (

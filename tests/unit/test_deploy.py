@@ -454,10 +454,6 @@ def test_tls_files_are_never_committed() -> None:
     assert done.stdout.split() == names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=".dockerignore lacks deploy/tls: `COPY . /src` would put server.key and ca.key into the image",
-)
 def test_tls_keys_stay_out_of_the_image() -> None:
     patterns = _dockerignore()
     for name in ("deploy/tls/ca.key", "deploy/tls/server.key"):
