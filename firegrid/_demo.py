@@ -319,6 +319,7 @@ class Demo:
             "registry": str(self.dir / "registry"),
             "data_dir": str(data),
             "http": http,
+            "credentials": str(self.credentials),
         }
         config = self.dir / "ingest.toml"
         config.write_text(
