@@ -4,8 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/chromium
-SYSTEM_PACKAGES := mosquitto influxdb chromium
+SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/chromium /usr/bin/mosquitto_sub
+SYSTEM_PACKAGES := mosquitto mosquitto-clients influxdb chromium
 
 .PHONY: setup system-packages test check bench demo soak clean
 

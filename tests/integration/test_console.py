@@ -56,7 +56,7 @@ PHONE: ViewportSize = {"width": 390, "height": 844}
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
-pytestmark = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="run `make setup`: needs chromium")
+assert os.access(CHROMIUM, os.X_OK), "no chromium: run `make setup`"
 
 
 @dataclass
