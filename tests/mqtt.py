@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from simulators import parse_mqtt_url
 from tests.helpers import eventually
@@ -62,6 +63,80 @@ class TestClient:
         for info in infos:
             info.wait_for_publish(30)
         return len(infos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class ProbeClient:
+    """A paho client (MQTT 5) for probing a broker's access rules: records its CONNACK, the
+    PUBACKs' reason codes and the messages it receives."""
+
+    def __init__(self, port: int, user: str | None, password: str | None = None) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        self.connack: ReasonCode | None = None
+        self.messages: list[tuple[str, bytes]] = []
+        self.pubacks: dict[int, int] = {}
+        self.subacks: set[int] = set()
+        self._lock = threading.Lock()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        eventually(lambda: self.connack is not None, timeout=10, what=f"CONNACK for {user}")
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if self.connack is None:
+            self.connack = reason
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, bytes(message.payload)))
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+    ) -> None:
+        with self._lock:
+            self.pubacks[mid] = reason.value
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *args: Any) -> None:
+        with self._lock:
+            self.subacks.add(mid)
+
+    @property
+    def accepted(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure
+
+    def subscribe(self, *topics: str) -> None:
+        for topic in topics:
+            _, mid = self.client.subscribe(topic, 1)
+            assert mid is not None
+            self._wait_suback(mid, topic)
+
+    def _wait_suback(self, mid: int, topic: str) -> None:
+        eventually(lambda: mid in self.subacks, timeout=10, what=f"SUBACK for {topic}")
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        """Publish at QoS 1 and return the PUBACK's reason code."""
+        info = self.client.publish(topic, payload, qos=1)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+        return eventually(lambda: self.pubacks.get(info.mid, -1) + 1, timeout=10, what=f"PUBACK {topic}") - 1
+
+    def received(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+        """Everything received up to and including the marker (topic, payload)."""
+        eventually(lambda: (topic, payload) in self.received(), timeout=10, what=f"marker on {topic}")
+        return self.received()
 
     def close(self) -> None:
         self.client.disconnect()

@@ -9,98 +9,21 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from access import PasswordFile, hash_password, write_credentials
 from devices import Registry, Topics
 from firegrid._services import Mosquitto
 from tests.helpers import eventually, write_registry
+from tests.mqtt import ProbeClient
 from tests.unit.access.test_hashing import mosquitto_passwd
 
 PREFIX = "acl-t/"
 T = Topics(PREFIX)
 NOT_AUTHORIZED = 0x87
-
-
-class Client:
-    """A paho client (MQTT 5) that records its CONNACK, PUBACK reason codes and messages."""
-
-    def __init__(self, port: int, user: str | None, password: str | None = None) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        if user is not None:
-            self.client.username_pw_set(user, password)
-        self.connack: ReasonCode | None = None
-        self.messages: list[tuple[str, bytes]] = []
-        self.pubacks: dict[int, int] = {}
-        self.subacks: set[int] = set()
-        self._lock = threading.Lock()
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_publish = self._on_publish
-        self.client.on_subscribe = self._on_subscribe
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        eventually(lambda: self.connack is not None, timeout=10, what=f"CONNACK for {user}")
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-    ) -> None:
-        if self.connack is None:
-            self.connack = reason
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((message.topic, bytes(message.payload)))
-
-    def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
-    ) -> None:
-        with self._lock:
-            self.pubacks[mid] = reason.value
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, *args: Any) -> None:
-        with self._lock:
-            self.subacks.add(mid)
-
-    @property
-    def accepted(self) -> bool:
-        return self.connack is not None and not self.connack.is_failure
-
-    def subscribe(self, *topics: str) -> None:
-        for topic in topics:
-            _, mid = self.client.subscribe(topic, 1)
-            assert mid is not None
-            self._wait_suback(mid, topic)
-
-    def _wait_suback(self, mid: int, topic: str) -> None:
-        eventually(lambda: mid in self.subacks, timeout=10, what=f"SUBACK for {topic}")
-
-    def publish(self, topic: str, payload: bytes) -> int:
-        """Publish at QoS 1 and return the PUBACK's reason code."""
-        info = self.client.publish(topic, payload, qos=1)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS
-        return eventually(lambda: self.pubacks.get(info.mid, -1) + 1, timeout=10, what=f"PUBACK {topic}") - 1
-
-    def received(self) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return list(self.messages)
-
-    def wait_for(self, topic: str, payload: bytes) -> list[tuple[str, bytes]]:
-        """Everything received up to and including the marker (topic, payload)."""
-        eventually(lambda: (topic, payload) in self.received(), timeout=10, what=f"marker on {topic}")
-        return self.received()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 class Deployment:
@@ -113,14 +36,14 @@ class Deployment:
         self.passwords = read_secrets(self.credentials)
         self.broker = Mosquitto(root / "broker", credentials=self.credentials, passwords=self.passwords)
         self.broker.start()
-        self.clients: list[Client] = []
+        self.clients: list[ProbeClient] = []
 
-    def connect(self, user: str | None, password: str | None = None) -> Client:
-        client = Client(self.broker.port, user, password)
+    def connect(self, user: str | None, password: str | None = None) -> ProbeClient:
+        client = ProbeClient(self.broker.port, user, password)
         self.clients.append(client)
         return client
 
-    def login(self, user: str) -> Client:
+    def login(self, user: str) -> ProbeClient:
         client = self.connect(user, self.passwords[user])
         assert client.accepted, (user, client.connack)
         return client
@@ -146,7 +69,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def test_every_principal_signs_in_with_its_generated_password(deployment: Deployment) -> None:
     assert len(deployment.passwords) == 22
     for user, password in deployment.passwords.items():
-        client = Client(deployment.broker.port, user, password)
+        client = ProbeClient(deployment.broker.port, user, password)
         try:
             assert client.accepted, (user, client.connack)
         finally:
@@ -289,7 +212,7 @@ def test_password_file_reads_passwd_as_mosquitto_does(tmp_path: Path) -> None:
     try:
         with PasswordFile(passwd) as passwords:
             for user, password in candidates:
-                client = Client(broker.port, user, password)
+                client = ProbeClient(broker.port, user, password)
                 client.close()
                 assert passwords.check(user, password) == client.accepted, (user, client.connack)
             accepted: Callable[[str, str], bool] = passwords.check

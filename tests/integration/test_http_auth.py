@@ -27,10 +27,11 @@ from access import (
     hash_password,
     make_credentials,
 )
-from firegrid._services import Mosquitto
+from devices import Topics
+from firegrid._services import Influxd, Mosquitto
 from tests.helpers import eventually
-from tests.integration.conftest import IngestProcess
-from tests.mqtt import TestClient
+from tests.integration.conftest import IngestProcess, service_env
+from tests.mqtt import ProbeClient, TestClient
 
 REALM = 'Basic realm="firegrid"'
 UNKNOWN_ID = "01JF0000000000000000000000"
@@ -326,3 +327,61 @@ def test_http_port_in_use_stops_startup_with_one_line(ingest_env: dict[str, str]
         )
     assert result.returncode == 2
     assert result.stderr.strip() == f"firegrid: cannot serve HTTP on 127.0.0.1:{port}: Address already in use"
+
+
+def test_a_workers_password_serves_broker_and_events_and_its_rotation_reaches_both(
+    influx: Influxd,
+    influx_db: str,
+    topic_prefix: str,
+    registry_dir: Path,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """One credentials directory behind a broker of its own and `/events`: W0's password opens
+    both; once rotated, `/events` refuses the old one at once, the broker after its SIGHUP."""
+    credentials = tmp_path / "credentials"
+    make_credentials(registry_dir, credentials, topic_prefix=topic_prefix)
+    passwords = read_secrets(credentials)
+    broker = Mosquitto(tmp_path / "broker", credentials=credentials, passwords=passwords)
+    broker.start()
+    topics = Topics(topic_prefix)
+    probes: list[ProbeClient] = []
+
+    def mqtt_login(password: str) -> ProbeClient:
+        probes.append(ProbeClient(broker.port, "W0", password))
+        return probes[-1]
+
+    try:
+        env = service_env(broker, influx, influx_db, topic_prefix, registry_dir, data_dir)
+        process = start({**env, "FIREGRID_CREDENTIALS": str(credentials)}, tmp_path / "ingest.log")
+        api = Api(process, credentials)
+        old = passwords["W0"]
+        worker = mqtt_login(old)
+        assert worker.accepted
+        worker.subscribe(topics.grid("D01", "D01-G00"))
+        everything = raise_events(broker, topic_prefix, api)
+        in_g00 = {e["event_id"] for e in everything if e["grid_id"] == "D01-G00"}
+        assert api.ids("W0") == in_g00
+        alerted = eventually(
+            lambda: {orjson.loads(payload)["event_id"] for _, payload in worker.received()} >= in_g00,
+            what="W0's alerts over MQTT",
+        )
+        assert alerted
+
+        make_credentials(registry_dir, credentials, rotate=["W0"], topic_prefix=topic_prefix)
+        new = read_secrets(credentials)["W0"]
+        assert new != old
+        assert httpx.get(f"{api.base}/events", auth=("W0", old), timeout=10).status_code == 401
+        assert httpx.get(f"{api.base}/events", auth=("W0", new), timeout=10).status_code == 200
+        # the broker has not reread its files: the old password still opens it, the new one not
+        assert mqtt_login(old).accepted and not mqtt_login(new).accepted
+
+        broker.reload()
+        eventually(lambda: mqtt_login(new).accepted, timeout=10, what="the broker taking the new password")
+        assert not mqtt_login(old).accepted
+        assert process.stop() == 0
+        assert old not in process.log() and new not in process.log()
+    finally:
+        for probe in probes:
+            probe.close()
+        broker.stop()
