@@ -8,6 +8,8 @@ Everything lives in one directory (default ``.demo``)::
     DIR/data/           ingest state: spool, event store, rule state
     DIR/ingest.toml     the ingest settings (``firegrid ingest --config DIR/ingest.toml``)
     DIR/ingest.log      the ingest log
+    DIR/console/        the console's log
+    DIR/credentials/    passwd, acl, secrets.csv (firegrid credentials; mode 0700)
     DIR/pids            the processes running now (removed on a clean stop)
     DIR/summary.json    the last run's summary
 
@@ -18,7 +20,8 @@ directory stops whatever an earlier one left in ``DIR/pids``.
 
 This module runs the demo: ports, start-up in order, the loop, stopping in order. Its parts::
 
-    firegrid/_services.py       the child processes (mosquitto, influxd, ingest), ports, pids
+    firegrid/_services.py       the child processes (mosquitto, influxd, ingest, console), ports, pids
+    firegrid/_demo_signins.py   the two users invited to the console
     firegrid/_alert_feed.py     the subscription to alerts/#, its counts and latencies
     firegrid/_demo_traffic.py   the simulator's thread: the scenario, then background traffic
     firegrid/_demo_summary.py   what a run did (DemoSummary), for the screen and summary.json
@@ -53,9 +56,10 @@ from access import (
     SIMULATOR_ACCOUNT,
     make_credentials,
 )
-from devices import DemoError, FiregridError
+from devices import DemoError, FiregridError, Registry
 from firegrid._alert_feed import AlertFeed
 from firegrid._demo_screen import alert_line, live_screen, print_summary, rel, status_line
+from firegrid._demo_signins import DemoUsers, demo_users
 from firegrid._demo_summary import DemoSummary, StoredPoints, TrafficTotals
 from firegrid._demo_traffic import DemoTraffic
 from firegrid._services import (
@@ -66,6 +70,7 @@ from firegrid._services import (
     PidFile,
     PortInUseError,
     ServiceStartError,
+    WebConsole,
     pick_port,
 )
 from simulators import write_world
@@ -73,6 +78,7 @@ from simulators import write_world
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_INFLUX_PORT = 8086
 DEFAULT_HTTP_PORT = 8080
+DEFAULT_CONSOLE_PORT = 8081
 INFLUX_DB = "firegrid"
 MEASUREMENTS = {
     "smoke": "alarm",
@@ -98,6 +104,7 @@ class DemoOptions:
     mqtt_port: int | None = None
     influx_port: int | None = None
     http_port: int | None = None
+    console_port: int | None = None
     """None: the usual port when it is free, else a free one."""
 
 
@@ -135,11 +142,14 @@ class Demo:
         self.mosquitto: Mosquitto | None = None
         self.influxd: Influxd | None = None
         self.ingest: Ingest | None = None
+        self.console_process: WebConsole | None = None
+        self.users: DemoUsers | None = None
         self.feed: AlertFeed | None = None
         self.simulator: DemoTraffic | None = None
         self.world: dict[str, Any] = {}
         self.credentials = self.dir / "credentials"
         self.service_passwords: dict[str, str] = {}
+        self.user_passwords: dict[str, str] = {}
         self.run_started_at: float | None = None
         self.run_ended_at: float | None = None
         self._influx_before: dict[str, int] | None = None
@@ -155,7 +165,8 @@ class Demo:
 
     def _children(self) -> list[ChildProcess]:
         """The processes started so far, in start order."""
-        return [c for c in (self.mosquitto, self.influxd, self.ingest) if c is not None]
+        started = (self.mosquitto, self.influxd, self.ingest, self.console_process)
+        return [c for c in started if c is not None]
 
     def _record_pids(self) -> None:
         pids = {c.name: pid for c in self._children() if c.running and (pid := c.pid) is not None}
@@ -285,17 +296,30 @@ class Demo:
         stamp.write_text(json.dumps(self.world, indent=1) + "\n")
         self.say(f"[bold]world[/]     {rel(registry)} (new: {self._world_text()})")
 
+    def _pick_users(self) -> None:
+        """The worker and the supervisor the demo invites to its console (see _demo_signins)."""
+        try:
+            registry = Registry.load(self.dir / "registry")
+            self.users = demo_users(registry, self.options.scenario, self.options.seed)
+        except (OSError, FiregridError) as exc:
+            raise DemoError(f"cannot plan the scenario {self.options.scenario}: {exc}") from exc
+
     def _make_credentials(self) -> None:
         """Every principal of the world gets a password (kept across demo runs); the service
-        accounts are renewed each run, so that this run knows theirs (secrets.csv, mode 0600)."""
+        accounts and the two invited users are renewed each run, so that this run knows theirs
+        (secrets.csv, mode 0600)."""
         self.credentials = self.dir / "credentials"
+        invited = () if self.users is None else (self.users.worker, self.users.supervisor)
         try:
-            summary = make_credentials(self.dir / "registry", self.credentials, rotate=SERVICE_ACCOUNTS)
+            summary = make_credentials(
+                self.dir / "registry", self.credentials, rotate=(*SERVICE_ACCOUNTS, *invited)
+            )
             with (self.credentials / SECRETS).open(newline="") as handle:
                 secrets = {row["principal"]: row["password"] for row in csv.DictReader(handle)}
         except (OSError, FiregridError, KeyError) as exc:
             raise DemoError(f"cannot write the credentials into {self.credentials}: {exc}") from exc
         self.service_passwords = {name: secrets[name] for name in SERVICE_ACCOUNTS}
+        self.user_passwords = {name: secrets[name] for name in invited}
         self.say(f"[bold]access[/]    {summary} (new passwords in {rel(self.credentials / SECRETS)})")
 
     def _world_text(self) -> str:
@@ -335,6 +359,36 @@ class Demo:
             f"log {rel(self.ingest.log_path)}, state {rel(data)}"
         )
 
+    def _start_console(self) -> None:
+        assert self.mosquitto is not None and self.ingest is not None
+        port, note = self._port(self.options.console_port, DEFAULT_CONSOLE_PORT, "--console-port")
+        self.console_process = WebConsole(
+            self.dir / "console",
+            {
+                "FIREGRID_MQTT_URL": self.mosquitto.url_as(CONSOLE_ACCOUNT),
+                "FIREGRID_CONSOLE_HTTP": f"127.0.0.1:{port}",
+                "FIREGRID_CONSOLE_API": f"http://{self.ingest.http}",
+                "FIREGRID_CREDENTIALS": str(self.credentials),
+                "FIREGRID_REGISTRY": str(self.dir / "registry"),
+            },
+            die_with_parent=True,
+        )
+        console = self.console_process
+        self._start(console, timeout=60)
+        self.say(
+            f"[bold]console[/]   [bold cyan]{console.url}/[/]{note}  pid {console.pid}, "
+            f"log {rel(console.log_path)}"
+        )
+        users = self.users
+        if users is None:
+            self.say("          (the scenario raises no event in a grid with workers: no sign-in to suggest)")
+            return
+        for user, what in (
+            (users.worker, f"worker of {users.grid_id}, where the scenario's events happen"),
+            (users.supervisor, "supervisor: may close events"),
+        ):
+            self.say(f"          sign in as [bold]{user}[/] / [bold]{self.user_passwords[user]}[/]  ({what})")
+
     # -- running ---------------------------------------------------------------------------------
 
     def _status(self) -> Text:
@@ -355,7 +409,7 @@ class Demo:
     def _check(self) -> None:
         """Raise DemoError when a part died."""
         assert self.ingest is not None and self.simulator is not None
-        for service in (self.mosquitto, self.influxd):
+        for service in (self.mosquitto, self.influxd, self.console_process):
             if service is not None and not service.running:
                 raise DemoError(
                     f"{service.name} stopped unexpectedly; see {service.log_path}: {service.log_tail(3)}"
@@ -460,6 +514,11 @@ class Demo:
         force = self.state.signals >= 2
         if self.simulator is not None:
             self.simulator.stop(timeout=3 if force else 40)
+        console = self.console_process
+        if console is not None and console.proc is not None:
+            if console.stop(timeout=3 if force else 20) not in (0, None):
+                problems.append(f"firegrid console exited with an error (see {rel(console.log_path)})")
+            self._record_pids()
         if self.ingest is not None and self.ingest.proc is not None:
             self.say("stopping: ingest drains what it received…")
             ingest_exit = self.ingest.stop(timeout=5 if force else 40)
@@ -531,9 +590,11 @@ class Demo:
             try:
                 self._stop_leftovers()
                 self._make_world()
+                self._pick_users()
                 self._make_credentials()
                 self._start_services()
                 self._start_ingest()
+                self._start_console()
                 assert self.mosquitto is not None
                 self.feed = AlertFeed(
                     self.mosquitto.port,

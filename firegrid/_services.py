@@ -1,4 +1,4 @@
-"""Local processes for the demo and the test suite: mosquitto, influxd and firegrid ingest.
+"""Local processes for the demo and the test suite: mosquitto, influxd, firegrid ingest and console.
 
 Each service runs from its own directory with its own config file and log, on a port of its own,
 so several can share one machine (InfluxDB needs both its HTTP and its RPC bind address moved,
@@ -7,7 +7,8 @@ PITFALLS). One implementation of starting, watching and stopping serves both use
     ChildProcess        a child in its own session with its log; start (until ready), stop, kill
     ├── Mosquitto       broker with persistence, from deploy/mosquitto.conf
     ├── Influxd         InfluxDB 1.x with its own meta, data and WAL
-    └── Ingest          ``python -m firegrid ingest --config FILE``, ready when /healthz says so
+    ├── Ingest          ``python -m firegrid ingest --config FILE``, ready when /healthz says so
+    └── WebConsole      ``python -m firegrid console`` from its environment, ready when synced
     PidFile             the pids running now, so a later run can stop what a killed one left
     free_port, port_free, pick_port, wait_for, pid_alive, pid_cmdline, stop_pid
 
@@ -51,6 +52,7 @@ __all__ = [
     "PidFile",
     "PortInUseError",
     "ServiceStartError",
+    "WebConsole",
     "death_signal_prefix",
     "free_port",
     "pick_port",
@@ -443,6 +445,22 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             return False
 
 
+def http_health(http: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The /healthz answer at ``host:port``; None when there is none, or not a JSON object with
+    status 200."""
+    try:
+        response = httpx.get(f"http://{http}/healthz", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict):
+            return body
+    return None
+
+
 class Ingest(ChildProcess):
     """``python -m firegrid ingest --config FILE``, ready once /healthz reports the broker connected.
 
@@ -468,19 +486,38 @@ class Ingest(ChildProcess):
         return env
 
     def health(self, timeout: float = 1.0) -> dict[str, Any] | None:
-        """The /healthz answer; None when there is none, or not a JSON object with status 200."""
-        try:
-            response = httpx.get(f"http://{self.http}/healthz", timeout=timeout)
-        except httpx.HTTPError:
-            return None
-        if response.status_code != 200:
-            return None
-        with contextlib.suppress(ValueError):
-            body = response.json()
-            if isinstance(body, dict):
-                return body
-        return None
+        return http_health(self.http, timeout)
 
     def ready(self) -> bool:
         health = self.health(timeout=0.5)
         return health is not None and health.get("mqtt") == "connected"
+
+
+class WebConsole(ChildProcess):
+    """``python -m firegrid console``, configured by ``env`` (its ``FIREGRID_*`` variables, CONTRACT
+    §11; nothing else of this process's ``FIREGRID_*`` is passed on); ready once /healthz reports
+    the broker connected and the open events loaded from ingest."""
+
+    name = "console"
+    title = "firegrid console"
+
+    def __init__(self, workdir: Path, env: Mapping[str, str], *, die_with_parent: bool = False) -> None:
+        super().__init__(workdir, die_with_parent=die_with_parent)
+        self.env = dict(env)
+        self.http = self.env["FIREGRID_CONSOLE_HTTP"]
+        self.url = f"http://{self.http}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "firegrid", "console"]
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
+        env.update(self.env, PYTHONUNBUFFERED="1")
+        return env
+
+    def health(self, timeout: float = 1.0) -> dict[str, Any] | None:
+        return http_health(self.http, timeout)
+
+    def ready(self) -> bool:
+        health = self.health(timeout=0.5)
+        return health is not None and health.get("mqtt") == "connected" and bool(health.get("synced"))

@@ -18,10 +18,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     """Add ``demo`` to the main CLI's subcommands."""
     demo = subparsers.add_parser(
         "demo",
-        help="run broker, InfluxDB, ingest and a simulated district, with a live feed of alerts",
-        description="Start mosquitto, influxd and firegrid ingest in DIR, generate a world, run the "
-        "simulator's demo scenario against it and show the alerts as they arrive. Ctrl-C stops "
-        "everything; the data stays in DIR.",
+        help="run broker, InfluxDB, ingest, the console and a simulated district, with a live feed of alerts",
+        description="Start mosquitto, influxd, firegrid ingest and firegrid console in DIR, generate a "
+        "world, run the simulator's demo scenario against it and show the alerts as they arrive; "
+        "prints the console's URL and two sign-ins. Ctrl-C stops everything; the data stays in DIR.",
     )
     demo.add_argument(
         "--dir", type=Path, default=Path(".demo"), help="where everything lives (default: %(default)s)"
@@ -54,6 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         ("mqtt", 1883, "the broker"),
         ("influx", 8086, "InfluxDB"),
         ("http", 8080, "the ingest HTTP API"),
+        ("console", 8081, "the web console"),
     ):
         demo.add_argument(
             f"--{name}-port",
@@ -79,5 +80,6 @@ def _demo(args: argparse.Namespace) -> int:
         mqtt_port=args.mqtt_port,
         influx_port=args.influx_port,
         http_port=args.http_port,
+        console_port=args.console_port,
     )
     return run_demo(options)

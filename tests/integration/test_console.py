@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from playwright.sync_api import (
 )
 
 from access import CONSOLE_ACCOUNT, PASSWD, SECRETS, SIMULATOR_ACCOUNT, hash_password, make_credentials
-from firegrid._services import Influxd, Mosquitto, free_port
+from firegrid._services import Influxd, Mosquitto, WebConsole, free_port
 from tests.helpers import eventually, write_registry
 from tests.integration.conftest import IngestProcess, service_env
 from tests.mqtt import TestClient
@@ -69,9 +68,10 @@ class Stack:
     sim: TestClient
     prefix: str
     browser: Browser
-    process: ConsoleProcess
+    process: WebConsole
 
     def console_health(self) -> dict[str, Any] | None:
+        assert self.process.running, f"firegrid console exited: {self.process.log_tail(10)}"
         return self.process.health()
 
     def publish(self, kind: str, device: str, payload: dict[str, Any]) -> None:
@@ -137,35 +137,6 @@ def share_console_password(credentials: Path, password: str) -> None:
     temporary.replace(passwd)
 
 
-class ConsoleProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self.url = f"http://{env['FIREGRID_CONSOLE_HTTP']}"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "firegrid", "console"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def health(self) -> dict[str, Any] | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"firegrid console exited: {self.log_path.read_text()[-2000:]}")
-        try:
-            response = httpx.get(f"{self.url}/healthz", timeout=2)
-        except httpx.HTTPError:
-            return None
-        body: dict[str, Any] = response.json()
-        return body
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-
 @pytest.fixture(scope="module")
 def stack(
     mosquitto: Mosquitto, influxd: Influxd, tmp_path_factory: pytest.TempPathFactory
@@ -185,25 +156,21 @@ def stack(
     env["FIREGRID_CREDENTIALS"] = str(credentials)
     ingest = IngestProcess(env, root / "ingest.log")
     ingest.start()
-    console_env = {k: v for k, v in os.environ.items() if not k.startswith("FIREGRID_")}
-    console_env.update(
-        FIREGRID_MQTT_URL=mosquitto.url_as(CONSOLE_ACCOUNT),
-        FIREGRID_CONSOLE_HTTP=f"127.0.0.1:{free_port()}",
-        FIREGRID_CONSOLE_API=ingest.http,
-        FIREGRID_CREDENTIALS=str(credentials),
-        FIREGRID_REGISTRY=str(registry),
-        FIREGRID_TOPIC_PREFIX=prefix,
-        PYTHONUNBUFFERED="1",
+    console = WebConsole(
+        root / "console",
+        {
+            "FIREGRID_MQTT_URL": mosquitto.url_as(CONSOLE_ACCOUNT),
+            "FIREGRID_CONSOLE_HTTP": f"127.0.0.1:{free_port()}",
+            "FIREGRID_CONSOLE_API": ingest.http,
+            "FIREGRID_CREDENTIALS": str(credentials),
+            "FIREGRID_REGISTRY": str(registry),
+            "FIREGRID_TOPIC_PREFIX": prefix,
+        },
     )
-    console = ConsoleProcess(console_env, root / "console.log")
     sim = TestClient(mosquitto.url_as(SIMULATOR_ACCOUNT))
     playwright: Playwright | None = None
     try:
-        eventually(
-            lambda: (h := console.health()) is not None and h["mqtt"] == "connected" and h["synced"],
-            timeout=30,
-            what=f"firegrid console up and synced (log {console.log_path})",
-        )
+        console.start(timeout=30)
         playwright = sync_playwright().start()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield Stack(console.url, ingest, read_secrets(credentials), sim, prefix, browser, console)
@@ -212,7 +179,7 @@ def stack(
         if playwright is not None:
             playwright.stop()
         sim.close()
-        assert console.stop() == 0, console.log_path.read_text()[-2000:]
+        assert console.stop(timeout=30) == 0, console.log_tail(20)
         ingest.stop()
     log = console.log_path.read_text()
     assert "Traceback" not in log, log[-3000:]

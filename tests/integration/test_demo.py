@@ -1,4 +1,5 @@
-"""`firegrid demo` end to end: real mosquitto, influxd and ingest processes, the simulator in-process.
+"""`firegrid demo` end to end: real mosquitto, influxd, ingest and console processes, the simulator
+in-process.
 
 Each run uses its own directory and free ports, so it never meets the session's broker or a
 developer's running demo. After every run no process whose command line names the directory
@@ -18,6 +19,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import httpx
 
 from devices import Topics
 from firegrid._alert_feed import AlertFeed
@@ -41,6 +44,8 @@ def _command(workdir: Path, *extra: str) -> list[str]:
         "--influx-port",
         str(free_port()),
         "--http-port",
+        str(free_port()),
+        "--console-port",
         str(free_port()),
         *SMALL,
         *extra,
@@ -70,7 +75,7 @@ def _processes_naming(text: str) -> list[str]:
 
 
 def _assert_nothing_left(workdir: Path, pids: dict[str, int]) -> None:
-    assert set(pids) >= {"mosquitto", "influxd", "ingest"}, pids
+    assert set(pids) >= {"mosquitto", "influxd", "ingest", "console"}, pids
     for name, pid in pids.items():
         try:
             os.kill(pid, 0)
@@ -151,6 +156,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
                 continue
             assert line is not None, f"the demo exited early: {''.join(seen)}"
             seen.append(line)
+        _assert_invited_users_sign_in("".join(seen), workdir)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
         while (line := lines.get(timeout=10)) is not None:
@@ -167,6 +173,32 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert summary["stopped_by"] == "Ctrl-C"
     assert summary["ingest_exit"] == 0
     _assert_nothing_left(workdir, summary["pids"])
+
+
+def _assert_invited_users_sign_in(output: str, workdir: Path) -> None:
+    """The console's URL and two sign-ins are printed, and both sign in; the passwords are in
+    no log nor in summary.json."""
+    url = re.search(r"console\s+(http://127\.0\.0\.1:\d+)/", output)
+    assert url, output
+    invited = re.findall(r"sign in as (\S+) / (\S+)  \((worker of (\S+),|supervisor)", output)
+    assert [(user.split("-")[1][:2], role[:6]) for user, _, role, _ in invited] == [
+        ("W0", "worker"),
+        ("SV", "superv"),
+    ], output
+    grid = invited[0][3]
+    grids = json.loads((workdir / "registry" / "grids.geojson").read_text())["features"]
+    listed = next(f["properties"]["workers"] for f in grids if f["properties"]["grid_id"] == grid)
+    assert invited[0][0] in listed
+    for user, password, _, _ in invited:
+        with httpx.Client(base_url=url[1], timeout=10) as browser:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/login").text)
+            assert csrf
+            signed_in = browser.post("/login", data={"csrf": csrf[1], "user": user, "password": password})
+            assert signed_in.status_code == 303 and signed_in.headers["location"] == "/", signed_in.text
+            inbox = browser.get("/")
+            assert inbox.status_code == 200 and "<h1>Events</h1>" in inbox.text, inbox.text[:500]
+        for log in workdir.rglob("*.log"):
+            assert password not in log.read_text(errors="replace"), log
 
 
 def test_port_in_use_is_one_readable_line(tmp_path: Path) -> None:
