@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = (
     "bench_ingest.py",
     "bench_alert_latency.py",
+    "bench_console.py",
     "bench_rules.py",
     "bench_alerts.py",
     "bench_simulator.py",

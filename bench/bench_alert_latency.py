@@ -180,11 +180,11 @@ def main() -> int:
                         "influxd": influx.proc.pid if influx.proc else 0,
                     }
                     cpu_before, wall_before = {n: cpu_seconds(p) for n, p in pids.items()}, time.monotonic()
-                    received_before = _received(port)
+                    received_before = received(f"127.0.0.1:{port}")
                     base = probe.measure(args.samples, alerts=False)
                     alert = probe.measure(args.samples, alerts=True)
                     wall = time.monotonic() - wall_before
-                    received_rate = round((_received(port) - received_before) / wall)
+                    received_rate = round((received(f"127.0.0.1:{port}") - received_before) / wall)
                     cpu = {n: round((cpu_seconds(p) - cpu_before[n]) / wall, 2) for n, p in pids.items()}
                 finally:
                     background.terminate()
@@ -225,9 +225,11 @@ def _metric_lines(port: int, name: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(name)]
 
 
-def _received(port: int) -> float:
-    """Messages firegrid has received so far (the background's achieved rate, probes included)."""
-    [line] = [m for m in _metric_lines(port, "firegrid_messages_received_total") if m.startswith("firegrid_")]
+def received(http: str) -> float:
+    """Messages the firegrid at ``host:port`` has received so far (the background's achieved rate,
+    probes included)."""
+    text = httpx.get(f"http://{http}/metrics", timeout=5).text
+    [line] = [m for m in text.splitlines() if m.startswith("firegrid_messages_received_total")]
     return float(line.split()[-1])
 
 

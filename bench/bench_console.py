@@ -1,0 +1,216 @@
+"""Does the console slow ingest? Alert latency (device publish → alert at a grid subscriber) at
+1,000 msg/s of background QoS 1 traffic, first with the console running and nobody signed in,
+then with 20 browsers (headless Chromium, phone size) signed in on the live inbox, each getting
+every alert it may see over Server-Sent Events. The baseline in the same run is the first round
+(the broker runs the world's own ACL, under which the simulator's account may not publish the
+raw round-trip probes of bench_alert_latency).
+
+    .venv/bin/python bench/bench_console.py [--samples 200] [--browsers 20]
+
+Each round's alarms are raised on detectors of its own, in the grids the signed-in workers
+hold, so every sample changes what the browsers show; after the second round every browser
+must show its grid's newest alarm (the console kept up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from access import CONSOLE_ACCOUNT, INGEST_ACCOUNT, SECRETS, SIMULATOR_ACCOUNT, make_credentials
+from bench.bench_alert_latency import Probe, cpu_seconds, percentile, received
+from devices import Registry
+from firegrid._services import Influxd, Ingest, Mosquitto, WebConsole, free_port, wait_for
+from simulators import write_world
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+RATE = 1000
+
+
+def read_secrets(credentials: Path) -> dict[str, str]:
+    with (credentials / SECRETS).open(newline="") as handle:
+        return {row["principal"]: row["password"] for row in csv.DictReader(handle)}
+
+
+def pick_users(registry: Registry, count: int) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """``count`` users: some of the district's supervisors, then one plain worker per staffed grid;
+    and the smoke detectors of every grid those workers hold (the probes' targets)."""
+    supervisors = sorted(w for w, worker in registry.workers.items() if worker.is_supervisor)
+    users = supervisors[: count // 4]
+    grids: list[str] = []
+    for grid_id, grid in sorted(registry.grids.items()):
+        plain = [w for w in grid.workers if w in registry.workers and not registry.workers[w].is_supervisor]
+        if plain and plain[0] not in users and len(users) < count:
+            users.append(plain[0])
+            grids.append(grid_id)
+    chosen = set(users)
+    watched = {grid_id for grid_id, grid in registry.grids.items() if chosen & set(grid.workers)}
+    detectors = [
+        (d.device_id, d.district, d.grid_id)
+        for d in registry.devices()
+        if d.kind == "smoke" and d.grid_id in watched
+    ]
+    return users, detectors
+
+
+def sign_in(page: Page, user: str, password: str) -> None:
+    page.goto("/login")
+    page.get_by_label("User").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Events").wait_for(timeout=20_000)
+
+
+def shows(page: Page, text: str) -> bool:
+    return text in page.content()
+
+
+def measure(probe: Probe, samples: int, pids: dict[str, int], http: str) -> dict[str, Any]:
+    cpu_before, wall_before = {n: cpu_seconds(p) for n, p in pids.items()}, time.monotonic()
+    received_before = received(http)
+    alert = probe.measure(samples, alerts=True)
+    wall = time.monotonic() - wall_before
+    return {
+        "received_msg_s": round((received(http) - received_before) / wall),
+        "alert_p50_ms": round(statistics.median(alert), 2),
+        "alert_p99_ms": round(percentile(alert, 0.99), 2),
+        "cpu_cores_used": {n: round((cpu_seconds(p) - cpu_before[n]) / wall, 2) for n, p in pids.items()},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--browsers", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="firegrid-console-bench-") as tmp:
+        work = Path(tmp)
+        registry_dir = work / "registry"
+        write_world(registry_dir, scale=0.5, seed=3)
+        registry = Registry.load(registry_dir)
+        credentials = work / "credentials"
+        make_credentials(registry_dir, credentials)
+        secrets = read_secrets(credentials)
+        users, detectors = pick_users(registry, args.browsers)
+        assert len(users) == args.browsers, f"only {len(users)} users to sign in"
+        half = len(detectors) // 2  # each round alarms detectors of its own (repeats when few)
+        broker = Mosquitto(work / "mosquitto", credentials=credentials, passwords=secrets)
+        influx = Influxd(work / "influxd")
+        broker.start()
+        influx.start()
+        http = f"127.0.0.1:{free_port()}"
+        config = work / "ingest.toml"
+        settings = {
+            "mqtt_url": broker.url_as(INGEST_ACCOUNT),
+            "influx_url": influx.url,
+            "registry": str(registry_dir),
+            "data_dir": str(work / "data"),
+            "http": http,
+            "credentials": str(credentials),
+            "client_id": "bench-console",
+        }
+        config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
+        ingest = Ingest(work, config, http)
+        console = WebConsole(
+            work / "console",
+            {
+                "FIREGRID_MQTT_URL": broker.url_as(CONSOLE_ACCOUNT),
+                "FIREGRID_CONSOLE_HTTP": f"127.0.0.1:{free_port()}",
+                "FIREGRID_CONSOLE_API": f"http://{http}",
+                "FIREGRID_CREDENTIALS": str(credentials),
+                "FIREGRID_REGISTRY": str(registry_dir),
+            },
+        )
+        background: subprocess.Popen[bytes] | None = None
+        probe: Probe | None = None
+        results: dict[str, Any] = {}
+        try:
+            ingest.start(60)
+            console.start(60)
+            probe = Probe(broker.url_as(SIMULATOR_ACCOUNT), detectors)
+            background = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "firegrid",
+                    "simulate",
+                    "run",
+                    "--registry",
+                    str(registry_dir),
+                    "--url",
+                    broker.url_as(SIMULATOR_ACCOUNT),
+                    "--rate",
+                    str(RATE),
+                    "--duration",
+                    "1800",
+                    "--qos",
+                    "1",
+                    "--no-progress",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(3)  # let the background traffic reach its rate (a benchmark, not a test)
+            pids = {
+                "firegrid": ingest.pid or 0,
+                "console": console.pid or 0,
+                "mosquitto": broker.pid or 0,
+                "influxd": influx.pid or 0,
+            }
+            probe.detectors = detectors[:half]
+            results["no browser"] = measure(probe, args.samples, pids, http)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                pages: dict[str, Page] = {}
+                for user in users:
+                    context = browser.new_context(
+                        viewport={"width": 390, "height": 844}, base_url=console.url
+                    )
+                    pages[user] = context.new_page()
+                    sign_in(pages[user], user, secrets[user])
+                probe.round = 1
+                probe.detectors = detectors[half:]
+                results[f"{args.browsers} browsers"] = measure(probe, args.samples, pids, http)
+                newest = probe.detectors[(args.samples - 1) % len(probe.detectors)][0]
+                for user in users[: len(users) // 4]:  # supervisors see every alarm
+                    wait_for(partial(shows, pages[user], newest), 20, f"{user} sees {newest}")
+                browser.close()
+        finally:
+            if probe is not None:
+                probe.close()
+            if background is not None:
+                background.terminate()
+                background.wait(30)
+            console.stop()
+            ingest.stop(timeout=60)
+            broker.stop()
+            influx.stop()
+    print(json.dumps(results, indent=2))
+    base, loaded = results["no browser"], results[f"{args.browsers} browsers"]
+    print(
+        f"alert latency at {RATE:,} msg/s ({base['received_msg_s']:,} received), console running: "
+        f"p99 {base['alert_p99_ms']} ms without browsers, {loaded['alert_p99_ms']} ms with "
+        f"{args.browsers} signed in (ratio "
+        f"{loaded['alert_p99_ms'] / max(base['alert_p99_ms'], 1e-3):.2f}); target p99 ≤ 50 ms; console CPU "
+        f"{loaded['cpu_cores_used']['console']} cores of {os.cpu_count()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
