@@ -17,6 +17,8 @@ from devices._errors import (
     ServiceError,
     ServiceStartError,
     SettingsError,
+    SpoolFullError,
+    StoreStoppingError,
 )
 from devices._geo import EARTH_RADIUS_M, haversine_m, haversine_m_array
 from devices._ids import ID_PATTERN, Identifier, is_identifier
@@ -78,7 +80,9 @@ __all__ = [
     "ServiceStartError",
     "SettingsError",
     "SmokePayload",
+    "SpoolFullError",
     "Station",
+    "StoreStoppingError",
     "Topics",
     "WaterPayload",
     "Worker",

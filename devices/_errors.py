@@ -92,3 +92,13 @@ class InfluxUnavailableError(InfluxError):
 
 class MqttError(ServiceError):
     """The MQTT broker refused the connection."""
+
+
+class SpoolFullError(ServiceError):
+    """The spool cannot take a batch: its filesystem is full. The batch is not durable, so it is
+    not acknowledged; the caller holds it and tries again."""
+
+
+class StoreStoppingError(ServiceError):
+    """The store was stopped while a batch waited for room: that batch stays unacknowledged (the
+    broker delivers it again)."""

@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from devices import StoreStoppingError
 from ingest._pipeline import Durable, InMessage
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,20 @@ class Committer:
             lines, messages = item
             try:
                 self._store.put(lines)
+            except StoreStoppingError as exc:  # stopping while the spool is full: nothing more is acked
+                log.warning("%s; the broker delivers the rest again", exc)
+                self._give_up()
+                return
             except Exception as exc:
                 log.exception("commit failed")
-                with self._changed:
-                    self._failed = True
-                    self._pending.clear()  # nothing more is acked
-                    self._pending_lines = 0
-                    self._changed.notify_all()
+                self._give_up()
                 self._on_fatal(exc)
                 return
             self._ack(messages)
+
+    def _give_up(self) -> None:
+        with self._changed:
+            self._failed = True
+            self._pending.clear()  # nothing more is acked
+            self._pending_lines = 0
+            self._changed.notify_all()

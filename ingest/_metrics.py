@@ -31,6 +31,17 @@ class IngestMetrics:
             "firegrid_qos0_dropped", "QoS 0 messages dropped under overload", registry=r
         )
         self.spool_depth = Gauge("firegrid_spool_depth", "Points waiting in the local spool", registry=r)
+        self.spool_bytes = Gauge(
+            "firegrid_spool_bytes", "Compressed bytes waiting in the local spool", registry=r
+        )
+        self.spool_bound = Gauge(
+            "firegrid_spool_bound_bytes", "The spool's bound (FIREGRID_SPOOL_MAX_MB)", registry=r
+        )
+        self.spool_held = Gauge(
+            "firegrid_spool_held",
+            "1 while batches are held unacknowledged: the spool is at its bound or its disk is full",
+            registry=r,
+        )
         self.commit_pending = Gauge(
             "firegrid_commit_pending_lines", "Lines processed, waiting for their InfluxDB write", registry=r
         )
