@@ -16,6 +16,7 @@ BENCHES = (
     "bench_alerts.py",
     "bench_simulator.py",
     "bench_credentials.py",
+    "bench_sla.py",
 )
 
 

@@ -2,7 +2,9 @@
 
 - ``GET /healthz``, ``GET /metrics``: open (bind ``FIREGRID_HTTP`` to an internal address);
 - ``GET /events``, ``GET /events/{event_id}``: HTTP Basic against the ``passwd`` of
-  ``FIREGRID_CREDENTIALS``, each principal seeing only its events (:class:`access.Visibility`).
+  ``FIREGRID_CREDENTIALS``, each principal seeing only its events (:class:`access.Visibility`);
+- ``GET /sla``, ``GET /index`` (CONTRACT §12, package ``safety``): the same authentication, each
+  principal seeing the grids (and for ``/sla`` the events) it may see.
 
 Everything runs in the ingest process, under the pipeline's GIL, so the handlers are kept cheap:
 ``/healthz`` answers on the event loop from counters; ``/metrics``, password checks, event queries
@@ -42,6 +44,7 @@ from starlette.routing import Route
 from access import PASSWD, Access, PasswordFile, Visibility, authenticate
 from alerts import STATES
 from devices import SettingsError, is_identifier
+from safety import IndexQuery, Scope, SlaQuery
 
 log = logging.getLogger(__name__)
 
@@ -109,32 +112,12 @@ class EventQuery:
         Raises :class:`BadQuery` for an unknown or repeated parameter, a state that is not one of
         ``STATES``, a district, grid or type that is not an identifier (§2), a ``since`` that is
         not a non-negative integer, a ``limit`` below 1."""
-        values: dict[str, str] = {}
-        for name, value in items:
-            if name not in cls.PARAMETERS:
-                known = ", ".join(cls.PARAMETERS)
-                raise BadQuery(f"unknown query parameter {_quote(name)} (known: {known})")
-            if name in values:
-                raise BadQuery(f"query parameter {name} given more than once")
-            values[name] = value
+        values = _parameters(items, cls.PARAMETERS)
         state = values.get("state") or None
         if state is not None and state not in STATES:
             raise BadQuery(f"state must be one of {', '.join(STATES)}, not {_quote(state)}")
-        names: dict[str, str | None] = {}
-        for name in ("district", "grid", "type"):
-            given = values.get(name) or None
-            if given is not None and not is_identifier(given):
-                raise BadQuery(
-                    f"{name} must be letters, digits, _ . - (at most 64, starting with a letter or "
-                    f"digit), not {_quote(given)}"
-                )
-            names[name] = given
-        since = values.get("since") or None
-        since_ms = (
-            None
-            if since is None
-            else _digits("since", since, _MAX_SINCE_DIGITS, "Unix epoch milliseconds (digits only)")
-        )
+        district, grid, type_ = (_name(values, name) for name in ("district", "grid", "type"))
+        since_ms = _epoch(values, "since")
         limit = DEFAULT_LIMIT
         if values.get("limit"):
             limit = _digits("limit", values["limit"], _MAX_LIMIT_DIGITS, "a whole number from 1")
@@ -142,12 +125,68 @@ class EventQuery:
                 raise BadQuery("limit must be at least 1")
         return cls(
             state=state,
-            district=names["district"],
-            grid=names["grid"],
-            type=names["type"],
+            district=district,
+            grid=grid,
+            type=type_,
             since_ms=since_ms,
             limit=min(limit, MAX_LIMIT),
         )
+
+
+def _parameters(items: Sequence[tuple[str, str]], known: Sequence[str]) -> dict[str, str]:
+    """name → value; :class:`BadQuery` for a name not in ``known`` or given twice."""
+    values: dict[str, str] = {}
+    for name, value in items:
+        if name not in known:
+            raise BadQuery(f"unknown query parameter {_quote(name)} (known: {', '.join(known)})")
+        if name in values:
+            raise BadQuery(f"query parameter {name} given more than once")
+        values[name] = value
+    return values
+
+
+def _name(values: Mapping[str, str], name: str) -> str | None:
+    """An identifier (§2) filter; None when absent or empty."""
+    given = values.get(name) or None
+    if given is not None and not is_identifier(given):
+        raise BadQuery(
+            f"{name} must be letters, digits, _ . - (at most 64, starting with a letter or "
+            f"digit), not {_quote(given)}"
+        )
+    return given
+
+
+def _epoch(values: Mapping[str, str], name: str) -> int | None:
+    """A time in Unix epoch ms (digits only); None when absent or empty."""
+    given = values.get(name) or None
+    if given is None:
+        return None
+    return _digits(name, given, _MAX_SINCE_DIGITS, "Unix epoch milliseconds (digits only)")
+
+
+SLA_PARAMETERS: Final = ("district", "grid", "type", "since", "until", "at")
+INDEX_PARAMETERS: Final = ("district", "grid", "at")
+
+
+def parse_sla(items: Sequence[tuple[str, str]]) -> SlaQuery:
+    """``GET /sla``'s parameters (CONTRACT §12), checked like those of ``/events``."""
+    values = _parameters(items, SLA_PARAMETERS)
+    return SlaQuery(
+        district=_name(values, "district"),
+        grid=_name(values, "grid"),
+        type=_name(values, "type"),
+        since_ms=_epoch(values, "since"),
+        until_ms=_epoch(values, "until"),
+        at_ms=_epoch(values, "at"),
+    )
+
+
+def parse_index(items: Sequence[tuple[str, str]]) -> IndexQuery:
+    """``GET /index``'s parameters (CONTRACT §12, plus ``at``)."""
+    values = _parameters(items, INDEX_PARAMETERS)
+    return IndexQuery(
+        district=_name(values, "district"), grid=_name(values, "grid"), at_ms=_epoch(values, "at")
+    )
 
 
 # -- who may see what ---------------------------------------------------------------------------
@@ -159,6 +198,19 @@ class EventSource(Protocol):
     def visible_events(self, seen: Visibility, query: EventQuery) -> list[dict[str, Any]]: ...
 
     def visible_event(self, seen: Visibility, event_id: str) -> dict[str, Any] | None: ...
+
+
+class SafetySource(Protocol):
+    """Handling figures and the index (CONTRACT §12) for a :class:`safety.Scope`."""
+
+    def sla(self, scope: Scope, query: SlaQuery) -> dict[str, Any]: ...
+
+    def index(self, scope: Scope, query: IndexQuery) -> dict[str, Any]: ...
+
+
+def scope_of(seen: Visibility) -> Scope:
+    """What ``/sla`` and ``/index`` show a principal: the rule of ``/events`` (§10, §12)."""
+    return Scope(grids=seen.grids, station=seen.station)
 
 
 class Gatekeeper:
@@ -225,8 +277,10 @@ def build_app(
     events: EventSource,
     gate: Gatekeeper,
     threads: ApiThreads,
+    safety: SafetySource | None = None,
 ) -> Starlette:
-    """The ASGI app of ingest's API; everything but /healthz runs on ``threads``."""
+    """The ASGI app of ingest's API; everything but /healthz runs on ``threads``. Without
+    ``safety`` there is no ``/sla`` nor ``/index``."""
 
     async def healthz(request: Request) -> Response:
         return json_response(*health())
@@ -251,6 +305,21 @@ def build_app(
             return json_response(404, {"error": f"no event {event_id}"})
         return json_response(200, event)
 
+    def figures(request: Request, answer: Callable[[Scope, Sequence[tuple[str, str]]], Any]) -> Response:
+        seen = gate.visibility(request.headers.get("authorization"))
+        try:
+            return json_response(200, answer(scope_of(seen), request.query_params.multi_items()))
+        except BadQuery as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    def sla(request: Request) -> Response:
+        assert safety is not None
+        return figures(request, lambda scope, items: safety.sla(scope, parse_sla(items)))
+
+    def index(request: Request) -> Response:
+        assert safety is not None
+        return figures(request, lambda scope, items: safety.index(scope, parse_index(items)))
+
     def on_threads(handler: Callable[[Request], Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             return await threads.run(handler, request)
@@ -268,13 +337,19 @@ def build_app(
         # uvicorn logs the traceback; the body says nothing of the cause
         return json_response(500, {"error": "internal error"})
 
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", on_threads(metrics_text), methods=["GET"]),
+        Route("/events", on_threads(list_events), methods=["GET"]),
+        Route("/events/{event_id}", on_threads(get_event), methods=["GET"]),
+    ]
+    if safety is not None:
+        routes += [
+            Route("/sla", on_threads(sla), methods=["GET"]),
+            Route("/index", on_threads(index), methods=["GET"]),
+        ]
     return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", on_threads(metrics_text), methods=["GET"]),
-            Route("/events", on_threads(list_events), methods=["GET"]),
-            Route("/events/{event_id}", on_threads(get_event), methods=["GET"]),
-        ],
+        routes=routes,
         exception_handlers={404: not_found, HTTPException: http_error, Exception: internal_error},
     )
 

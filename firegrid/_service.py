@@ -32,6 +32,7 @@ from ingest import (
     series_key,
 )
 from rules import load_rules
+from safety import Safety, Schedule, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,23 @@ class IngestService:
             device_rate=device_rate,
         )
         self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
+        # CONTRACT §12: /sla and /index from the event store's file; grid_index/grid_sla points
+        self.safety = Safety(self.hazards.events.path, lambda: self.registry, settings.index_weights)
+        self.safety_points = Schedule(
+            self.safety,
+            lambda lines: self.committer.submit(lines, ()),
+            wall_ms,
+            index_interval_ms=round(settings.index_interval_s * 1000),
+            sla_period_ms=round(settings.sla_period_s * 1000),
+        )
         self.metrics.commit_pending.set_function(lambda: self.committer.pending_lines)
         # HTTP Basic against FIREGRID_CREDENTIALS, rights from the registry (CONTRACT §10)
         self.gate = Gatekeeper(settings.credentials, Access(self.registry))
         self.http_threads = ApiThreads()
         self.http = HttpServer(
-            build_app(self.health, self.metrics.render, self.hazards, self.gate, self.http_threads),
+            build_app(
+                self.health, self.metrics.render, self.hazards, self.gate, self.http_threads, self.safety
+            ),
             http_socket,
         )
         self._worker = threading.Thread(target=self._run_pipeline, name="pipeline")
@@ -240,6 +252,7 @@ class IngestService:
     def start(self) -> None:
         self.store.start()
         self.committer.start()
+        self.safety_points.start()
         self.http.start()
         self._worker.start()
         self.consumer.start()
@@ -252,6 +265,7 @@ class IngestService:
             self.committer.submit(lines, ())
         if lines := self.pipeline.rate_limited_lines(final=True):  # the minutes still open
             self.committer.submit(lines, ())
+        self.safety_points.stop()
         self.committer.close()  # everything processed is durable and acked
         self.consumer.stop()
         for batch in iter(lambda: self.inbox.take(self.settings.batch_max, timeout=0), []):
@@ -260,6 +274,7 @@ class IngestService:
         self.store.put(self.hazards.drain_lines())
         self.http.stop()  # before the event store it reads closes
         self.http_threads.close()
+        self.safety.close()
         self.gate.close()
         self.hazards.close()
         self.store.stop(drain_timeout=2.0)

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from devices import SettingsError, is_identifier
 from ingest import BrokerAddress, DeviceRate
+from safety import Weights, load_weights
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.:\[\]-]+):(?P<port>\d{1,5})$")
 
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
     device_rate: str = "5/300"
     """Per-device rate limit (CONTRACT §10): ``rate/burst`` (messages a second sustained, burst),
     or ``0`` (off)."""
+    index: Path | None = None
+    """The index's weights (CONTRACT §12, a TOML file; docs/INDEX.md); unset: the defaults."""
+    index_interval_s: float = Field(default=900.0, gt=0)
+    """``grid_index`` points at every multiple of this (15 min)."""
+    sla_period_s: float = Field(default=86_400.0, gt=0)
+    """``grid_sla`` points for each period of this length (a UTC day) once it has ended."""
 
     @field_validator("mqtt_url")
     @classmethod
@@ -124,6 +131,22 @@ class Settings(BaseSettings):
     def device_rate_limit(self) -> DeviceRate | None:
         """The parsed ``device_rate``; None: off."""
         return DeviceRate.parse(self.device_rate)
+
+    @field_validator("index", mode="before")
+    @classmethod
+    def _index_unset(cls, value: object) -> object:
+        return None if value == "" else value  # FIREGRID_INDEX= (empty) means the defaults
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_weights(value)  # WeightsError (a ValueError): one line naming the file and the problem
+        return value
+
+    @property
+    def index_weights(self) -> Weights:
+        return load_weights(self.index)
 
     @field_validator("topic_prefix")
     @classmethod

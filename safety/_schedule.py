@@ -1,0 +1,94 @@
+"""The points of §12 on their clock: ``grid_index`` every ``index_interval_ms`` (at multiples of
+it: every quarter hour at the default 15 min), ``grid_sla`` once a period (``sla_period_ms``, a
+UTC day by default) for the period just ended.
+
+Each point is computed for a fixed time (the index at its slot, a day's figures at its end), so
+computing it again (a restart within the slot, a duplicate) writes the same point at the same
+timestamp: InfluxDB keeps one. Runs on a thread of its own (SQLite reads and the arithmetic stay
+off the pipeline); the lines go to ``emit``, the service's durable path to InfluxDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Final, Protocol
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_S: Final = 60.0
+"""Wake at least this often (a wall clock that jumps is noticed within a minute)."""
+
+
+class PointSource(Protocol):
+    def index_lines(self, at_ms: int) -> list[str]: ...
+
+    def sla_lines(self, since_ms: int, until_ms: int) -> list[str]: ...
+
+
+class Schedule:
+    def __init__(
+        self,
+        source: PointSource,
+        emit: Callable[[list[str]], None],
+        clock: Callable[[], int],
+        *,
+        index_interval_ms: int,
+        sla_period_ms: int,
+    ) -> None:
+        if index_interval_ms <= 0 or sla_period_ms <= 0:
+            raise ValueError("intervals must be positive")
+        self._source = source
+        self._emit = emit
+        self._clock = clock
+        self.index_interval_ms = index_interval_ms
+        self.sla_period_ms = sla_period_ms
+        self._last_index: int | None = None
+        self._last_sla: int | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="safety-points", daemon=True)
+
+    def due(self, now_ms: int) -> list[str]:
+        """The lines due at ``now_ms`` (each slot and period once; the current ones at the first call)."""
+        lines: list[str] = []
+        slot = now_ms - now_ms % self.index_interval_ms
+        if self._last_index is None or slot > self._last_index:
+            self._last_index = slot
+            lines += self._compute("grid_index", lambda: self._source.index_lines(slot))
+        until = now_ms - now_ms % self.sla_period_ms
+        if self._last_sla is None or until > self._last_sla:
+            self._last_sla = until
+            since = until - self.sla_period_ms
+            lines += self._compute("grid_sla", lambda: self._source.sla_lines(since, until))
+        return lines
+
+    def next_due(self, now_ms: int) -> int:
+        """The next time :meth:`due` has something to do."""
+        next_slot = now_ms - now_ms % self.index_interval_ms + self.index_interval_ms
+        next_period = now_ms - now_ms % self.sla_period_ms + self.sla_period_ms
+        return min(next_slot, next_period)
+
+    @staticmethod
+    def _compute(what: str, compute: Callable[[], list[str]]) -> list[str]:
+        try:
+            return compute()
+        except Exception:  # a failed round is logged and skipped; the next slot tries again
+            log.exception("%s points not computed", what)
+            return []
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            now = self._clock()
+            if lines := self.due(now):
+                self._emit(lines)
+            wait_s = (self.next_due(self._clock()) - self._clock()) / 1000
+            self._stopping.wait(min(max(wait_s, 0.001), MAX_SLEEP_S))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
