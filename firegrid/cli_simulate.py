@@ -5,7 +5,9 @@ The main CLI calls :func:`add_parser`; ``python -m firegrid.cli_simulate`` runs 
 ``firegrid ingest`` reads (``FIREGRID_MQTT_URL``, ``FIREGRID_TOPIC_PREFIX``, ``FIREGRID_RULES``;
 ``--config FILE``; the environment wins) unless ``--url`` / ``--prefix`` are given. With
 ``--per-device`` every device publishes through its own connection, signed in as itself with its
-password from ``secrets.csv`` in ``--credentials`` (default ``FIREGRID_CREDENTIALS``).
+password from ``secrets.csv`` in ``--credentials`` (default ``FIREGRID_CREDENTIALS``). With
+``--respond`` (or a scenario with a ``respond:`` block) the registry's workers, signed in with
+their passwords from the same ``secrets.csv``, act on the alerts of their grids.
 Errors print one readable line to stderr and return a non-zero exit code (no traceback): 2 for
 configuration (settings, flags, rules file), 1 otherwise.
 """
@@ -36,7 +38,9 @@ from simulators import (
     RunSummary,
     ScenarioError,
     builtin_scenarios,
+    load_scenario,
     parse_mqtt_url,
+    resolve_scenario,
     run_traffic,
     write_world,
 )
@@ -107,11 +111,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         "(the broker's per-device ACL applies, as in the field)",
     )
     run.add_argument(
+        "--respond",
+        action="store_true",
+        help="the registry's workers act on the alerts of their grids (acknowledge, resolve; supervisors "
+        "close), each signed in with its password from --credentials; the scenario's respond: block, "
+        "else the defaults (simulators/README.md); what they did goes into --truth",
+    )
+    run.add_argument(
         "--credentials",
         type=Path,
         default=None,
-        help="with --per-device: directory of 'firegrid credentials' whose secrets.csv holds the devices' "
-        "passwords (default: FIREGRID_CREDENTIALS, else ./credentials)",
+        help="with --per-device or --respond: directory of 'firegrid credentials' whose secrets.csv holds "
+        "the devices' and workers' passwords (default: FIREGRID_CREDENTIALS, else ./credentials)",
     )
     run.add_argument(
         "--connect-rate",
@@ -216,6 +227,14 @@ def _print_summary(summary: RunSummary, console: Console) -> None:
         "time scale",
         f"{summary.time_scale:g} (simulated {(summary.sim_end_ms - summary.sim_start_ms) / 1000:,.0f} s)",
     )
+    if summary.respond is not None:
+        respond = summary.respond
+        table.add_row(
+            "workers",
+            f"{respond.connected:,} of {respond.workers:,} signed in; {respond.actions:,} actions "
+            f"({respond.ok:,} ok, {respond.refused:,} refused, {respond.unanswered:,} without result); "
+            f"{respond.left_alone:,} events left alone",
+        )
     if _failed(summary):
         problems = f"{summary.errors:,} publish errors, {summary.unacked:,} unacknowledged"
         if summary.per_device:
@@ -224,6 +243,8 @@ def _print_summary(summary: RunSummary, console: Console) -> None:
         table.add_row("problems", problems)
     if summary.truth_path is not None:
         refused = f", {summary.truth_refused} refused by the broker" if summary.per_device else ""
+        if summary.respond is not None:
+            refused += f", {summary.respond.actions + summary.respond.left_alone} of the workers"
         table.add_row(
             "truth",
             f"{summary.truth_events} events, {summary.truth_rejects} rejects{refused} → {summary.truth_path}",
@@ -234,13 +255,33 @@ def _print_summary(summary: RunSummary, console: Console) -> None:
 
 
 def _failed(summary: RunSummary) -> bool:
-    return bool(summary.errors or summary.unacked or summary.device_failures or summary.refused_unexpected)
+    respond = summary.respond
+    workers = respond is not None and bool(respond.failures or respond.unanswered)
+    return bool(
+        summary.errors or summary.unacked or summary.device_failures or summary.refused_unexpected or workers
+    )
+
+
+def _responds(args: argparse.Namespace) -> bool:
+    """Do the workers act in this run: ``--respond``, or a scenario with a ``respond:`` block?"""
+    if args.respond:
+        return True
+    if args.scenario is None:
+        return False
+    return load_scenario(resolve_scenario(args.scenario)).respond is not None
 
 
 def _run(args: argparse.Namespace) -> int:
-    if not args.per_device and (args.credentials is not None or args.connect_rate is not None):
-        flag = "--credentials" if args.credentials is not None else "--connect-rate"
-        return _error(f"{flag} is for --per-device runs", EXIT_USAGE)
+    if not args.per_device and args.connect_rate is not None:
+        return _error("--connect-rate is for --per-device runs", EXIT_USAGE)
+    try:
+        credentials_unused = args.credentials is not None and not args.per_device and not _responds(args)
+    except ScenarioError as exc:
+        return _error(str(exc).splitlines()[0])
+    if credentials_unused:
+        return _error(
+            "--credentials is for --per-device runs and for workers that respond (--respond)", EXIT_USAGE
+        )
     try:
         settings = load_run_settings(args.config, args.url, args.prefix, args.credentials)
     except ConfigError as exc:
@@ -290,6 +331,8 @@ def run_options(args: argparse.Namespace, settings: RunSettings, *, progress: bo
         rules=settings.rules,
         credentials=settings.credentials if args.per_device else None,
         connect_rate=args.connect_rate or CONNECT_RATE,
+        respond=True if args.respond else None,
+        respond_credentials=settings.credentials,
     )
 
 

@@ -4,6 +4,8 @@ write_world(out, scale=1.0, seed=1, districts=1) -> WorldSummary
 Fleet(registry, seed=1, start_ms=0, seq_start=1)      # device physics, one bank per kind
 load_scenario(path) -> Scenario;  plan_scenario(scenario, fleet, run, path, rules) -> Plan
 run_traffic(RunOptions(...)) -> RunSummary          # credentials=DIR: one connection per device
+                                                    # respond=True / RespondPolicy(...): simulated workers
+Responders(registry, host=, port=, passwords=, policy=RespondPolicy(), prefix=, time_scale=, sink=)
 """
 
 from devices import ScenarioError
@@ -18,6 +20,9 @@ from simulators._per_device import (
 )
 from simulators._physics import Effect, Fleet, Scan, load_factor, water_demand
 from simulators._planner import RunWindow
+from simulators._respond_plan import Handlers, Handling, LeftAlone
+from simulators._respond_policy import Lognormal, RespondPolicy, SlowWorkers
+from simulators._responders import Responders, RespondSummary
 from simulators._runner import Background, RunOptions, RunSummary, parse_mqtt_url, run_traffic
 from simulators._scenario_schema import (
     HOSTILE_CASES,
@@ -27,7 +32,15 @@ from simulators._scenario_schema import (
     resolve_scenario,
 )
 from simulators._scenarios import plan_scenario
-from simulators._truth import ExpectedEvent, ExpectedReject, ExpectedStored, Plan
+from simulators._truth import (
+    EventLeftAlone,
+    ExpectedEvent,
+    ExpectedReject,
+    ExpectedStored,
+    Plan,
+    ResponseRecord,
+    WorkerAction,
+)
 from simulators._world import REFERENCE, WorldSummary, write_world
 
 __all__ = [
@@ -39,13 +52,22 @@ __all__ = [
     "CredentialsError",
     "DeviceConnections",
     "Effect",
+    "EventLeftAlone",
     "ExpectedEvent",
     "ExpectedReject",
     "ExpectedStored",
     "Fleet",
+    "Handlers",
+    "Handling",
+    "LeftAlone",
+    "Lognormal",
     "MissingPasswordsError",
     "Plan",
     "Refusal",
+    "RespondPolicy",
+    "RespondSummary",
+    "Responders",
+    "ResponseRecord",
     "RunOptions",
     "RunSummary",
     "RunWindow",
@@ -53,6 +75,8 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Senders",
+    "SlowWorkers",
+    "WorkerAction",
     "WorldSummary",
     "builtin_scenarios",
     "load_factor",

@@ -13,6 +13,11 @@ its single thread; beyond its listen backlog a dropped SYN would cost a second).
 :attr:`DeviceConnections.failures`; a connection lost later is reopened with backoff, and a login
 refused then (its password was rotated, the broker reloaded) is reported the same way.
 
+Clients may also subscribe (``subscriptions``, one list of topic filters per login, QoS 1,
+subscribed again on every connect since each starts clean) and hand what arrives to
+``on_message(index, topic, payload)`` on the caller's thread; :meth:`DeviceConnections.wait_subscribed`
+waits for the SUBACKs. The simulated workers (``_responders``) read their alerts this way.
+
 QoS 1 publishes are tracked per device until their PUBACK; one with a reason code ≥ 0x80 (0x87,
 not authorised: a topic the device's ACL does not allow) is *refused*. Publishes with
 ``watch=True`` go at QoS 1 whatever the run's QoS, so that their verdict is known (at QoS 0 the
@@ -106,9 +111,13 @@ class DeviceConnections:
         connect_rate: float = CONNECT_RATE,
         connect_window: int = 64,
         connect_timeout: float = 10.0,
+        subscriptions: Sequence[Sequence[str]] | None = None,
+        on_message: Callable[[int, str, bytes], None] | None = None,
     ) -> None:
         if not connect_rate > 0:
             raise ValueError(f"connect rate must be positive, not {connect_rate}")
+        if subscriptions is not None and len(subscriptions) != len(logins):
+            raise ValueError("subscriptions needs one list of topic filters per login")
         self.host = host
         self.port = port
         self.names = [name for name, _ in logins]
@@ -153,6 +162,10 @@ class DeviceConnections:
         self._closing = False
         self._opening = False
         self._queue: collections.deque[int] = collections.deque()
+        self._subscriptions = [list(topics) for topics in subscriptions] if subscriptions else None
+        self._on_message_cb = on_message
+        self._subscribing: dict[int, int] = {}
+        """Connections whose SUBSCRIBE awaits its SUBACK → the SUBSCRIBE's message id."""
         self.lost: dict[str, str] = {}
         """Device → why its connection is down now (it is being reopened)."""
         _raise_fd_limit(n + FDS_SPARE)
@@ -217,6 +230,10 @@ class DeviceConnections:
             # on_publish is set only while QoS 1 publishes await their PUBACK: with it, paho
             # builds a ReasonCode and a Properties object for every QoS 0 message it writes
             # (a fifth of the cost of a publish)
+            if self._on_message_cb is not None:
+                client.on_message = self._on_message
+            if self._subscriptions is not None:
+                client.on_subscribe = self._on_subscribe
             client.on_socket_open = self._on_socket_open
             client.on_socket_close = self._on_socket_close
             client.connect_async(self.host, self.port, self.keepalive, clean_start=True)
@@ -304,6 +321,24 @@ class DeviceConnections:
         self._attempts[i] = 0
         self._backoff[i] = RECONNECT_MIN_S
         self.lost.pop(self.names[i], None)
+        topics = self._subscriptions[i] if self._subscriptions is not None else None
+        if topics:
+            _rc, mid = client.subscribe([(topic, 1) for topic in topics])
+            if mid is not None:
+                self._subscribing[i] = mid
+            if client.want_write():  # inside a callback paho queues the packet without writing it
+                self._want_write(i, client)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        i: int = userdata
+        if self._subscribing.get(i) == mid:
+            del self._subscribing[i]
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        assert self._on_message_cb is not None
+        self._on_message_cb(userdata, message.topic, bytes(message.payload))
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
@@ -413,6 +448,15 @@ class DeviceConnections:
             budget -= 1
             self.reconnects += 1
             self._start(i, now)
+
+    def wait_subscribed(self, timeout: float, stop: Callable[[], bool] | None = None) -> list[str]:
+        """Wait until every connection that is up has its SUBACK; returns those still waiting."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (stop is not None and stop()):
+            if not any(self.state[i] == UP for i in self._subscribing):
+                break
+            self.service(0.01)
+        return [self.names[i] for i in self._subscribing if self.state[i] == UP]
 
     def idle(self, seconds: float) -> None:
         """Wait up to ``seconds`` for network events (instead of sleeping)."""

@@ -98,10 +98,10 @@ def keep_note(credentials: Path) -> str:
 
 
 def missing_passwords(
-    missing: list[str], *, registry: Path, credentials: Path, prefix: str
+    missing: list[str], *, registry: Path, credentials: Path, prefix: str, what: str = "device"
 ) -> MissingPasswordsError:
-    """The error for devices without a password: which, why, and how to fix it."""
-    which = f"device {missing[0]}" if len(missing) == 1 else f"{len(missing):,} devices ({named(missing)})"
+    """The error for devices (or workers: ``what``) without a password: which, why, and how to fix it."""
+    which = f"{what} {missing[0]}" if len(missing) == 1 else f"{len(missing):,} {what}s ({named(missing)})"
     if len(missing) <= SHOWN:
         fix = f"re-run '{rotate_command(missing, registry, credentials, prefix)}' ({keep_note(credentials)})"
     else:

@@ -13,6 +13,11 @@ messages come on top of it, inside the same rate budget.
 All traffic goes through one connection (the URL's user, normally ``firegrid-sim``), or, with
 ``RunOptions.credentials``, through one connection per device signed in as that device
 (``_per_device``, ``_connections``), opened before the clock starts.
+
+With ``RunOptions.respond`` (or a scenario's ``respond:`` block) the registry's workers act on
+the alerts of their grids (``_responders``): they sign in before the clock starts, and keep
+acting after the traffic until nothing is scheduled (at most the policy's ``linger``); what they
+did is appended to the ground truth.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from simulators._per_device import (
 )
 from simulators._physics import Fleet, _Bank
 from simulators._planner import RunWindow
+from simulators._respond_policy import RespondPolicy
+from simulators._responders import Responders, RespondSummary
 from simulators._scenario_schema import Scenario, load_scenario, resolve_scenario
 from simulators._scenarios import plan_scenario
 from simulators._truth import Out, Plan
@@ -100,6 +107,12 @@ class RunOptions:
     ``credentials/secrets.csv`` (the URL's user is then ignored). None: one connection."""
     connect_rate: float = CONNECT_RATE
     """With ``credentials``: new connections per second, at most."""
+    respond: RespondPolicy | bool | None = None
+    """Simulated workers act on the alerts: a policy; True: the scenario's ``respond:`` block, else
+    the defaults; None: the scenario's block if it has one; False: never."""
+    respond_credentials: Path | None = None
+    """The directory whose ``secrets.csv`` holds the workers' passwords (default: ``credentials``,
+    else ``./credentials``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +144,8 @@ class RunSummary:
     connect_seconds: float = 0.0
     device_failures: dict[str, str] = field(default_factory=dict)
     """Per-device runs: device → why it could not publish (a refused login, a lost connection)."""
+    respond: RespondSummary | None = None
+    """What the simulated workers did (``RunOptions.respond``)."""
 
 
 @dataclass(slots=True)
@@ -389,6 +404,42 @@ def _size_run(
     return guess
 
 
+def respond_policy(option: RespondPolicy | bool | None, scenario: Scenario | None) -> RespondPolicy | None:
+    """The workers' policy of a run: ``RunOptions.respond`` and the scenario's ``respond:`` block."""
+    if isinstance(option, RespondPolicy):
+        return option
+    block = scenario.respond if scenario is not None else None
+    if option is None or option is True:
+        return block or (RespondPolicy() if option else None)
+    return None
+
+
+def _responders(
+    options: RunOptions, registry: Registry, policy: RespondPolicy, time_scale: float
+) -> Responders:
+    """The simulated workers of a run, with their passwords (not yet started)."""
+    credentials = options.respond_credentials or options.credentials or Path("credentials")
+    passwords = read_passwords(credentials)
+    missing = sorted(w for w in registry.workers if w not in passwords)
+    if missing:
+        raise missing_passwords(
+            missing, registry=options.registry, credentials=credentials, prefix=options.prefix, what="worker"
+        )
+    host, port, _user, _password = parse_mqtt_url(options.url)
+    return Responders(
+        registry,
+        host=host,
+        port=port,
+        passwords=passwords,
+        policy=policy,
+        prefix=options.prefix,
+        time_scale=time_scale,
+        client_prefix=f"{options.client_id}-" if options.client_id else "",
+        connect_rate=options.connect_rate,
+        connect_timeout=options.connect_timeout,
+    )
+
+
 def run_traffic(
     options: RunOptions,
     *,
@@ -463,6 +514,8 @@ def run_traffic(
         )
     for message in warnings:
         log.warning("%s", message)
+    policy = respond_policy(options.respond, scenario)
+    responders = _responders(options, registry, policy, time_scale) if policy is not None else None
 
     senders: Senders | None = None
     connections: DeviceConnections | None = None
@@ -493,7 +546,10 @@ def run_traffic(
     t_end = t0
     next_ui = 0.0
     interrupted = False
+    respond: RespondSummary | None = None
     try:
+        if responders is not None:
+            responders.start()
         with progress:
             if connections is not None:
                 opening = progress.add_task("connect", total=len(connections.names), unit="devices", speed="")
@@ -554,11 +610,15 @@ def run_traffic(
                 task, completed=min(sent, total), speed=f"{sent / max(t_end - t0, 1e-9):,.0f} msg/s"
             )
         unacked = publisher.drain(timeout=30.0)
+        if responders is not None and policy is not None and not interrupted:
+            responders.wait_settled(policy.linger, stop=lambda: stop is not None and stop.is_set())
     except KeyboardInterrupt:
         interrupted = True
         unacked = publisher.drain(timeout=5.0)
     finally:
         publisher.close()
+        if responders is not None:
+            respond = responders.stop()
     seconds = max(t_end - t0, 1e-9)
     if interrupted:
         warnings.append("interrupted: the ground truth may list events the run did not cause")
@@ -577,6 +637,11 @@ def run_traffic(
     elif plan is not None and senders is not None:
         truth_refused = sum(1 for r in plan.rejects if not senders.is_own(r.topic))
         truth_rejects -= truth_refused
+    if options.truth is not None and responders is not None:
+        with options.truth.open("ab") as handle:
+            handle.writelines(record.line() + b"\n" for record in responders.records)
+    if respond is not None:
+        warnings.extend(_respond_warnings(respond))
     refused = refused_unexpected = 0
     failures: dict[str, str] = {}
     if connections is not None:
@@ -609,7 +674,21 @@ def run_traffic(
         devices_connected=connections.connected_at_start if connections is not None else 0,
         connect_seconds=connections.connect_seconds if connections is not None else 0.0,
         device_failures=dict(sorted(failures.items())),
+        respond=respond,
     )
+
+
+def _respond_warnings(respond: RespondSummary) -> list[str]:
+    """What kept simulated workers from acting."""
+    out: list[str] = []
+    by_reason: dict[str, list[str]] = {}
+    for worker, reason in respond.failures.items():
+        by_reason.setdefault(reason, []).append(worker)
+    for reason, workers in by_reason.items():
+        out.append(f"{len(workers):,} simulated worker(s) could not act ({named(workers)}): {reason}")
+    if respond.unanswered:
+        out.append(f"{respond.unanswered:,} actions of the simulated workers got no result")
+    return out
 
 
 def _device_connections(options: RunOptions, senders: Senders) -> DeviceConnections:

@@ -9,17 +9,19 @@ See simulators/README.md.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from devices import ID_PATTERN, ScenarioError, is_identifier
 from rules import RulesConfig
 from simulators._physics import DAY_S, NORMAL_TEMP_C
+from simulators._respond_policy import RespondBlock
+from simulators._schema_base import Model as _Model
+from simulators._schema_base import Seconds
 
 DEFAULT_RULES = RulesConfig()
 """CONTRACT §7's defaults: what a scenario file is checked against when it is loaded."""
@@ -31,21 +33,6 @@ BATTERY_MARGIN_PCT = 1.0
 """A battery level must stay this far from LOW_BATTERY's limit."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def _seconds(value: object) -> object:
-    """Accept 90, 1.5, "90s", "5m", "26h", "2d" (seconds of simulated time)."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration (use a number of seconds or e.g. 90s, 5m, 2h, 1d)")
-        return float(match.group(1)) * _UNIT_S[match.group(2)]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0, allow_inf_nan=False)]
 Kind = Literal["smoke", "electrical", "water", "patrol"]
 
 
@@ -85,10 +72,6 @@ def check_spread(spread_every: float, rules: RulesConfig) -> None:
 
 
 # -- the models -----------------------------------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Target(_Model):
@@ -335,6 +318,8 @@ class Scenario(_Model):
     """While a step acts on a device, the device reports at least this often (simulated s)."""
     seed: int = 1
     steps: list[Step] = Field(min_length=1)
+    respond: RespondBlock = None
+    """The simulated workers' policy: with it, ``simulate run`` acts on the alerts (as ``--respond``)."""
 
 
 # -- loading --------------------------------------------------------------------------------------

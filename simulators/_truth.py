@@ -1,7 +1,8 @@
 """What a planned scenario produces: the ground truth and the timed messages.
 
 The ground truth lists the events (CONTRACT §7), rejects and stored values a run must cause
-(written as JSON Lines with ``--truth``, see simulators/README.md); the timed messages are the
+(written as JSON Lines with ``--truth``, see simulators/README.md), and with ``--respond`` what
+the simulated workers did (:class:`WorkerAction`, :class:`EventLeftAlone`); the timed messages are the
 scenario's own reports, scans and hostile messages, due at a simulated time. Two helpers judge
 when a condition held for a while raises a rule with a ``for`` duration.
 """
@@ -50,6 +51,85 @@ class ExpectedStored:
     value: Any
     """The value the field must be stored with; ``None``: the field must not be stored."""
     step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerAction:
+    """An action a simulated worker took (``--respond``): what it sent, when, and the answer."""
+
+    worker_id: str
+    event_id: str
+    grid_id: str
+    type: str
+    severity: str
+    raised_at: int
+    """The event's ``raised_at`` (ms epoch: the data time of the reading that raised it)."""
+    seen_at: int
+    """Wall clock (ms epoch) when the event's first alert arrived: the acknowledgement's delay
+    counts from here (ingest raised the event and started its escalation deadline just before)."""
+    action: str
+    sent_at: int
+    """Wall clock (ms epoch) when the action was published."""
+    ok: bool | None
+    """The result's ``ok``; None: no result came (not connected, or none before the run ended)."""
+    error: str | None
+    result_at: int | None
+    """Wall clock (ms epoch) when the result arrived."""
+
+    def line(self) -> bytes:
+        return orjson.dumps(
+            {
+                "truth": "action",
+                "worker_id": self.worker_id,
+                "event_id": self.event_id,
+                "grid_id": self.grid_id,
+                "type": self.type,
+                "severity": self.severity,
+                "raised_at": self.raised_at,
+                "seen_at": self.seen_at,
+                "action": self.action,
+                "sent_at": self.sent_at,
+                "ok": self.ok,
+                "error": self.error,
+                "result_at": self.result_at,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventLeftAlone:
+    """An event the simulated workers decided not to act on (``--respond``): it escalates."""
+
+    event_id: str
+    grid_id: str
+    type: str
+    severity: str
+    raised_at: int
+    reason: str
+    """``ignored`` (the policy's share), ``silent_worker`` (its worker never answers) or
+    ``no_workers`` (its grid lists none)."""
+    worker_id: str | None = None
+    seen_at: int = 0
+    """Wall clock (ms epoch) when its first alert arrived."""
+
+    def line(self) -> bytes:
+        return orjson.dumps(
+            {
+                "truth": "ignored",
+                "event_id": self.event_id,
+                "grid_id": self.grid_id,
+                "type": self.type,
+                "severity": self.severity,
+                "raised_at": self.raised_at,
+                "reason": self.reason,
+                "worker_id": self.worker_id,
+                "seen_at": self.seen_at,
+            }
+        )
+
+
+ResponseRecord = WorkerAction | EventLeftAlone
+"""A ground-truth line of the simulated workers."""
 
 
 Out = tuple[str, bytes, str]

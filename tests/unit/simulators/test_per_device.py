@@ -99,7 +99,11 @@ def test_per_device_arguments_and_their_defaults(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--credentials", "/tmp/c"], "firegrid simulate: error: --credentials is for --per-device runs"),
+        (
+            ["--credentials", "/tmp/c"],
+            "firegrid simulate: error: --credentials is for --per-device runs and for workers that respond "
+            "(--respond)",
+        ),
         (["--connect-rate", "10"], "firegrid simulate: error: --connect-rate is for --per-device runs"),
     ],
 )
