@@ -19,6 +19,7 @@ import pytest
 
 from access import SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
+from tests.faults import metric
 from tests.helpers import eventually
 from tests.integration.conftest import IngestProcess
 from tests.integration.test_faults import _all_arrived, _assert_exactly_once, _stream
@@ -58,11 +59,6 @@ def fill(disk: Path) -> Path:
     finally:
         os.close(fd)
     return filler
-
-
-def metric(ingest: IngestProcess, name: str) -> float:
-    [line] = [m for m in ingest.metrics().splitlines() if m.startswith(f"{name} ")]
-    return float(line.split()[-1])
 
 
 def test_full_disk_holds_acks_and_recovers_without_loss(
