@@ -1,5 +1,5 @@
-"""ingest's HTTP API as the console uses it (CONTRACT §9, §10): HTTP Basic as the console's
-account, which sees every event; the console applies each user's visibility itself."""
+"""ingest's HTTP API as the console uses it (CONTRACT §9, §10, §12): HTTP Basic as the console's
+account, which sees every event and every grid; the console applies each user's visibility itself."""
 
 from __future__ import annotations
 
@@ -70,3 +70,28 @@ class IngestApi:
             raise ApiError(f"firegrid ingest answered /events/{event_id} with something other than an event")
         assert isinstance(body, dict)
         return body
+
+    async def _object(self, path: str, params: dict[str, str], key: str) -> dict[str, Any]:
+        """A JSON object answer whose ``key`` holds an object (``grids`` of /index and /sla)."""
+        response = await self._get(path, params)
+        if response.status_code == 404:
+            raise ApiError(f"firegrid ingest at {self.base_url} has no {path} (a version before §12?)")
+        if response.status_code != 200:
+            raise self._refused(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get(key), dict):
+            raise ApiError(f"firegrid ingest answered {path} with something other than its JSON object")
+        return body
+
+    async def index(self) -> dict[str, Any]:
+        """``GET /index`` (§12) of every grid: ``{"at", "grids": {grid_id: {"district", "index",
+        "groups"}}}``."""
+        return await self._object("/index", {}, "grids")
+
+    async def sla(self, grid_id: str) -> dict[str, Any]:
+        """``GET /sla?grid=`` (§12), the events raised in the 30 days before now (ingest's default):
+        ``{"at", "since", "until", "total", "grids": {grid_id: {figures}}}``."""
+        return await self._object("/sla", {"grid": grid_id}, "grids")

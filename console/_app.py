@@ -9,6 +9,8 @@ Pages (the accessible names are the contract's)::
     GET  /events/{event_id}      one event: facts, map, history; Acknowledge, Resolve, Close, Comment
     POST /events/{event_id}/action   publish the action, wait for its result, show it
     GET  /map                    the grids, coloured by their most severe open event
+    GET  /grids                  supervisors: their grids by fire-safety index, least safe first
+    GET  /grids/{grid_id}        supervisors: a grid's index, groups, indicators and handling figures
     GET  /live                   Server-Sent Events: a change the user may see, or "reload"
     GET  /healthz                {"status", "mqtt", "synced", "sessions", "live"} (no session needed)
 
@@ -27,7 +29,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs
@@ -43,7 +44,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from access import PASSWD, Access, PasswordFile, Role, Visibility
+from console import _format
 from console._api import ApiError, IngestApi
+from console._grids import GridBoard, band
 from console._live import SEVERITY_RANK, EventCache, Hub, is_event
 from console._map import GridMap, SvgMap
 from console._mqtt import ConsoleMqtt
@@ -64,6 +67,10 @@ ACTIONS: Final[dict[str, str]] = {
 """The actions of CONTRACT §8, and what the page says when one succeeds."""
 SIGN_IN_ROLES: Final = (Role.WORKER, Role.SUPERVISOR, Role.STATION)
 ACTING_ROLES: Final = (Role.WORKER, Role.SUPERVISOR)
+GRID_ROLES: Final = (Role.SUPERVISOR,)
+"""Who sees the grids' index and handling figures (issue 15: supervisors; docs/CONSOLE.md)."""
+MAX_GRIDS: Final = 300
+"""Grids listed on /grids (the least safe); the rest are counted."""
 ACTION_TIMEOUT_S: Final = 10.0
 MAX_FORM_BYTES: Final = 64 * 1024
 MAX_INBOX: Final = 500
@@ -104,32 +111,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-# -- formatting for the templates --------------------------------------------------------------
-
-
-def _age(ms: object, now_ms: int) -> str:
-    if not isinstance(ms, int):
-        return ""
-    seconds = max(0, (now_ms - ms) // 1000)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
-
-
-def _clock(ms: object) -> str:
-    if not isinstance(ms, int):
-        return ""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _number(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "—"
-    return f"{value:.3g}" if abs(value) < 1 else f"{value:,.1f}".rstrip("0").rstrip(".")
+# -- templates ----------------------------------------------------------------------------------
 
 
 def _templates() -> Environment:
@@ -140,8 +122,14 @@ def _templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["clock"] = _clock
-    env.filters["number"] = _number
+    env.filters.update(
+        clock=_format.clock,
+        number=_format.number,
+        duration=_format.duration,
+        score=_format.score,
+        percent=_format.percent,
+        band=band,
+    )
     return env
 
 
@@ -178,6 +166,7 @@ class Console:
         broker = settings.broker
         assert broker.user is not None and broker.password is not None  # the settings check it
         self.api = IngestApi(settings.console_api, broker.user, broker.password)
+        self.board = GridBoard(self.api, clock=clock)
         self.mqtt = ConsoleMqtt(
             broker,
             self.topics,
@@ -203,6 +192,8 @@ class Console:
                 Route("/events/{event_id}", self.event_page, methods=["GET"]),
                 Route("/events/{event_id}/action", self.act, methods=["POST"]),
                 Route("/map", self.map_page, methods=["GET"]),
+                Route("/grids", self.grids_page, methods=["GET"]),
+                Route("/grids/{grid_id}", self.grid_page, methods=["GET"]),
                 Route("/live", self.live, methods=["GET"]),
                 Route("/healthz", self.healthz, methods=["GET"]),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -366,6 +357,10 @@ class Console:
     def _forbidden(self, message: str, signed_in: tuple[Session, Visibility] | None) -> HTMLResponse:
         return self._render("refused.html", {"message": message}, status=403, signed_in=signed_in)
 
+    def _unavailable(self, exc: ApiError, signed_in: tuple[Session, Visibility]) -> HTMLResponse:
+        """ingest not answering (or not as expected): a readable page, 503."""
+        return self._render("unavailable.html", {"message": str(exc)}, status=503, signed_in=signed_in)
+
     # -- sign-in ---------------------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
@@ -454,7 +449,7 @@ class Console:
         try:
             event = await self._visible_event(seen, event_id)
         except ApiError as exc:
-            return self._render("unavailable.html", {"message": str(exc)}, status=503, signed_in=signed_in)
+            return self._unavailable(exc, signed_in)
         if event is None:  # not there, or not the user's: the same answer
             return self._render("missing.html", {"what": "event"}, status=404, signed_in=signed_in)
         lon, lat = event.get("lon"), event.get("lat")
@@ -498,7 +493,7 @@ class Console:
         try:
             event = await self._visible_event(seen, event_id)
         except ApiError as exc:
-            return self._render("unavailable.html", {"message": str(exc)}, status=503, signed_in=signed_in)
+            return self._unavailable(exc, signed_in)
         if event is None:
             return self._render("missing.html", {"what": "event"}, status=404, signed_in=signed_in)
         session.flash = await self.perform(session.user, event_id, action, form.get("note", "").strip())
@@ -555,6 +550,51 @@ class Console:
         context = {"svg": svg, "hot": hot}
         name = "_map_body.html" if request.query_params.get("part") == "svg" else "map.html"
         return self._render(name, context, signed_in=signed_in)
+
+    async def grids_page(self, request: Request) -> Response:
+        signed_in = self._signed_in(request)
+        if signed_in is None:
+            return self._to_login()
+        seen = signed_in[1]
+        if seen.role not in GRID_ROLES:
+            return self._forbidden("Only supervisors see the grids' safety index.", signed_in)
+        try:
+            ranking = await self.board.ranking(seen)
+        except ApiError as exc:
+            return self._unavailable(exc, signed_in)
+        context = {
+            "at": ranking.at_ms,
+            "grids": ranking.grids[:MAX_GRIDS],
+            "more": ranking.grids[MAX_GRIDS:],
+            "names": {g.grid_id: g.name for g in self.registry.grids.values()},
+        }
+        return self._render("grids.html", context, signed_in=signed_in)
+
+    async def grid_page(self, request: Request) -> Response:
+        signed_in = self._signed_in(request)
+        if signed_in is None:
+            return self._to_login()
+        seen = signed_in[1]
+        if seen.role not in GRID_ROLES:
+            return self._forbidden("Only supervisors see the grids' safety index.", signed_in)
+        grid_id: str = request.path_params["grid_id"]
+        try:
+            page = await self.board.grid(seen, grid_id) if is_identifier(grid_id) else None
+        except ApiError as exc:
+            return self._unavailable(exc, signed_in)
+        if page is None:  # not there, or not the user's: the same answer
+            return self._render("missing.html", {"what": "grid"}, status=404, signed_in=signed_in)
+        events = [e for e in self.cache.visible(seen) if e.get("grid_id") == grid_id]
+        grid = self.registry.grids.get(grid_id)
+        context = {
+            "g": page.safety,
+            "name": grid.name if grid is not None else "",
+            "at": page.at_ms,
+            "handling": page.handling,
+            "events": events[:MAX_INBOX],
+            "more": max(0, len(events) - MAX_INBOX),
+        }
+        return self._render("grid.html", context, signed_in=signed_in)
 
     # -- live updates ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -435,3 +436,57 @@ def test_inbox_keeps_up_through_an_ingest_restart_and_a_broker_restart(
     assert worker.evaluate("window.notReloaded") is True
     assert_fits(worker)
     worker.context.close()
+
+
+def test_supervisor_sees_the_grids_by_index_and_why(stack: Stack) -> None:
+    # a critical alarm in D01-G02 (smoke detector S0002), acknowledged; D01-G01 stays quiet
+    stack.publish("smoke", "S0002", {"alarm": True})
+    alarm = eventually(lambda: stack.find_event("S0002", "FIRE_ALARM"), what="FIRE_ALARM on S0002")
+    assert alarm["grid_id"] == "D01-G02"
+    supervisor = stack.sign_in("SUP1")
+    supervisor.goto(f"/events/{alarm['event_id']}")
+    supervisor.get_by_role("button", name="Acknowledge").click()
+    expect(supervisor.get_by_role("status").filter(has_text="Acknowledged.")).to_be_visible()
+
+    # the event page's grid leads to the grid: its index, why, and the handling figures
+    supervisor.get_by_role("link", name="D01-G02").click()
+    expect(supervisor.get_by_role("heading", name="Grid D01-G02")).to_be_visible()
+    hazards = supervisor.get_by_role("list", name="Open hazards indicators")
+    critical = hazards.locator("li[data-indicator='hazards.critical']")
+    expect(critical).to_contain_text("Critical hazards")
+    expect(critical).to_contain_text(re.compile(r"weight 0\.6 · unresolved [1-9]\d* · devices \d+"))
+    for group in ("Handling", "Patrol", "Devices"):
+        expect(supervisor.get_by_role("list", name=f"{group} indicators")).to_be_visible()
+    figures = supervisor.locator("dl.figures")
+    expect(figures).to_contain_text(re.compile(r"Raised\s*[1-9]"))
+    expect(figures).to_contain_text(re.compile(r"Acknowledged on time\s*[1-9]\d* of [1-9]"))
+    expect(figures).to_contain_text(re.compile(r"Time to acknowledge\s*p50 \d+ s"))
+    expect(supervisor.locator(f"li.event[data-event-id='{alarm['event_id']}']")).to_have_count(1)
+    assert_fits(supervisor)
+    supervisor.screenshot(path=str(SHOTS / "grid.png"), full_page=True)
+
+    # the ranking: least safe first, the grid with the open critical event before the quiet one
+    supervisor.get_by_role("navigation", name="Main").get_by_role("link", name="Grids").click()
+    expect(supervisor.get_by_role("heading", name="Grids", exact=True)).to_be_visible()
+    rows = supervisor.get_by_role("list", name="Grids by index").locator("li")
+    expect(rows).to_have_count(4)
+    ranked = rows.evaluate_all("rows => rows.map(r => [r.dataset.grid, Number(r.dataset.index)])")
+    order = [grid for grid, _ in ranked]
+    index = dict(ranked)
+    assert order.index("D01-G02") < order.index("D01-G01"), ranked
+    assert index["D01-G02"] < index["D01-G01"], ranked
+    assert [i for _, i in ranked] == sorted(i for _, i in ranked)
+    expect(rows.filter(has_text="D01-G02").locator(".chip")).to_have_count(4)
+    assert_fits(supervisor)
+
+    # workers do not get it: no link, and 403 by its address
+    worker = stack.sign_in("W1")
+    expect(worker.get_by_role("heading", name="Events")).to_be_visible()
+    expect(worker.get_by_role("link", name="Grids")).to_have_count(0)
+    for path in ("/grids", "/grids/D01-G01"):
+        response = worker.goto(path)
+        assert response is not None and response.status == 403
+        expect(worker.get_by_role("alert")).to_have_text("Only supervisors see the grids' safety index.")
+        assert_fits(worker)
+    for page in (supervisor, worker):
+        page.context.close()

@@ -5,116 +5,12 @@ tests/integration/test_console.py run the same pages against the real services."
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
 from starlette.testclient import TestClient
 
-from access import SECRETS, SIMULATOR_ACCOUNT, make_credentials
-from console import Console, ConsoleSettings
+from access import SIMULATOR_ACCOUNT
+from console import Console
 from console._sessions import IDLE_S, LOCK_S
-from firegrid._services import free_port
-from tests.helpers import write_registry
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("console-app")
-    registry = write_registry(root / "registry")
-    make_credentials(registry, root / "credentials")
-    with (root / "credentials" / SECRETS).open(newline="") as handle:
-        passwords = {row["principal"]: row["password"] for row in csv.DictReader(handle)}
-    return registry, root / "credentials", passwords
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def console(world: tuple[Path, Path, dict[str, str]], clock: Clock) -> Console:
-    registry, credentials, _ = world
-    settings = ConsoleSettings(
-        console_http="127.0.0.1:8081",
-        console_api=f"http://127.0.0.1:{free_port()}",
-        mqtt_url=f"mqtt://firegrid-console:not-used@127.0.0.1:{free_port()}",
-        mqtt_ca=None,
-        credentials=credentials,
-        registry=registry,
-        topic_prefix="",
-        console_cert=None,
-        console_key=None,
-    )
-    console = Console(settings, clock=clock)
-    # no broker here: retry every 50 ms, so stopping does not wait out a 1 s reconnect delay
-    console.mqtt.client.reconnect_delay_set(0.05, 0.05)  # type: ignore[arg-type]  # typed int, takes float
-    return console
-
-
-@pytest.fixture
-def client(console: Console) -> Iterator[TestClient]:
-    with TestClient(console.app, follow_redirects=False) as client:
-        yield client
-
-
-@pytest.fixture
-def passwords(world: tuple[Path, Path, dict[str, str]]) -> dict[str, str]:
-    return world[2]
-
-
-def token(html: str) -> str:
-    match = CSRF.search(html)
-    assert match, html
-    return match.group(1)
-
-
-def sign_in(client: TestClient, user: str, password: str) -> Any:
-    """Sign in afresh (as a new visitor)."""
-    client.cookies.clear()
-    page = client.get("/login")
-    return client.post("/login", data={"csrf": token(page.text), "user": user, "password": password})
-
-
-def event(event_id: str, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "event_id": event_id,
-        "type": "FIRE_ALARM",
-        "severity": "critical",
-        "state": "open",
-        "cleared": False,
-        "escalated": False,
-        "district": "D01",
-        "grid_id": "D01-G00",
-        "site_id": "S0",
-        "device_id": "S0000",
-        "kind": "smoke",
-        "lat": 34.302,
-        "lon": 108.702,
-        "station_id": "D01-ST1",
-        "value": 1.0,
-        "threshold": 1.0,
-        "count": 1,
-        "raised_at": 1_764_583_200_000,
-        "updated_at": 1_764_583_200_000,
-        "message": "Smoke alarm",
-    }
-    base.update(fields)
-    return base
+from tests.unit.console.helpers import Clock, event, sign_in, token
 
 
 def test_login_page_form_cookie_and_headers(client: TestClient) -> None:
