@@ -10,7 +10,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as dashboard_builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import _electrical, _ingest, _overview, _patrol, _water
+from dashboards import _electrical, _ingest, _overview, _patrol, _safety, _water
 
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
 """Where the committed dashboard JSON lives (mounted into Grafana by docker-compose.yml)."""
@@ -20,6 +20,7 @@ DASHBOARDS: dict[str, Callable[[], dashboard_builder.Dashboard]] = {
     _electrical.UID: _electrical.dashboard,
     _water.UID: _water.dashboard,
     _patrol.UID: _patrol.dashboard,
+    _safety.UID: _safety.dashboard,
     _ingest.UID: _ingest.dashboard,
 }
 """Every dashboard, by uid, in the order they are listed."""

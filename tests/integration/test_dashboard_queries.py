@@ -102,6 +102,9 @@ def firegrid_data(
     env = {
         **service_env(broker, influx, influx_db, topic_prefix, world.registry, data_dir),
         "FIREGRID_INSTANCE": INSTANCE,
+        # grid_index and grid_sla points within the run (every 15 min and daily in service)
+        "FIREGRID_INDEX_INTERVAL_S": "2",
+        "FIREGRID_SLA_PERIOD_S": "5",
     }
     service = IngestProcess(env, tmp_path / "ingest.log")
     begin = int(time.time() * 1000)
@@ -197,6 +200,15 @@ def apply_transformations(rows: list[dict[str, Any]], steps: list[dict[str, Any]
                         kept.append(row)
                         break
             rows = kept
+        elif step["id"] == "renameByRegex":
+            pattern, replacement = (
+                re.compile(options["regex"]),
+                re.sub(r"\$(\d+)", r"\\\1", options["renamePattern"]),
+            )
+            rows = [
+                {pattern.sub(replacement, k) if pattern.fullmatch(k) else k: v for k, v in row.items()}
+                for row in rows
+            ]
         elif step["id"] == "groupingToMatrix":
             col, row_field, value = options["columnField"], options["rowField"], options["valueField"]
             matrix: dict[Any, dict[str, Any]] = {}

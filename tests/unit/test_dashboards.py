@@ -31,6 +31,8 @@ TAGGED = {  # measurement -> the template variables its tags allow
     "events": {"district", "grid"},
     "fleet": {"district"},
     "ingest_stats": {"instance"},
+    "grid_index": {"district", "grid"},
+    "grid_sla": {"district", "grid"},
     "rejects": set(),
 }
 
@@ -44,11 +46,18 @@ def _panels(data: dict[str, Any]) -> list[dict[str, Any]]:
     return list(dashboards.iter_panels(data))
 
 
-def test_five_dashboards_with_unique_uids(built: dict[str, dict[str, Any]]) -> None:
+def test_six_dashboards_with_unique_uids(built: dict[str, dict[str, Any]]) -> None:
     uids = [data["uid"] for data in built.values()]
-    assert len(uids) == len(set(uids)) == 5
+    assert len(uids) == len(set(uids)) == 6
     titles = {data["title"] for data in built.values()}
-    assert titles == {"Fire-station overview", "Electrical", "Water", "Patrol", "Ingest health"}
+    assert titles == {
+        "Fire-station overview",
+        "Electrical",
+        "Water",
+        "Patrol",
+        "Ingest health",
+        "Grid safety",
+    }
     for uid, data in built.items():
         assert data["uid"] == uid
         assert re.fullmatch(r"[a-z0-9-]{1,40}", uid)
@@ -333,7 +342,7 @@ def test_push_creates_the_folder_and_overwrites_every_dashboard(
     assert all(b["folderUid"] == "f2" and b["overwrite"] is True for b in pushed)
     assert pushed[0]["dashboard"] == dashboards.dashboard_json("firegrid-overview")
     captured = capsys.readouterr()
-    assert "5 dashboards in folder 'Fire'" in captured.out and captured.err == ""
+    assert f"{len(dashboards.DASHBOARDS)} dashboards in folder 'Fire'" in captured.out and captured.err == ""
 
     # A second push reuses the folder.
     FakeGrafana.requests = []

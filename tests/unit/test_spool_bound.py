@@ -8,7 +8,7 @@ import random
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -20,10 +20,11 @@ from tests.helpers import eventually
 
 
 class FakeInflux:
-    """Down until ``up`` is set; records every line it accepted, in order."""
+    """Down until ``up`` is set; records every line it accepted, in order (class attributes: the
+    store makes a client per thread, and they share one InfluxDB)."""
 
-    up = threading.Event()
-    written: list[str] = []
+    up: ClassVar[threading.Event] = threading.Event()
+    written: ClassVar[list[str]] = []
 
     def write(self, lines: Sequence[str]) -> list[RejectedLine]:
         if not self.up.is_set():
@@ -47,7 +48,7 @@ def influx() -> type[FakeInflux]:
 
 def incompressible(batch: int, n: int = 50) -> list[str]:
     rnd = random.Random(batch)
-    return [f"m,b={batch} v=\"{rnd.getrandbits(256):x}\" {i}" for i in range(n)]
+    return [f'm,b={batch} v="{rnd.getrandbits(256):x}" {i}' for i in range(n)]
 
 
 def make_store(tmp_path: Path, max_bytes: int) -> tuple[Store, IngestMetrics, list[BaseException]]:
@@ -87,7 +88,12 @@ def test_at_the_bound_a_batch_is_held_until_the_drain_makes_room(
 
     last = incompressible(batch)
     returned = threading.Event()
-    putter = threading.Thread(target=lambda: (store.put(last), returned.set()), daemon=True)
+
+    def put_last() -> None:
+        store.put(last)
+        returned.set()
+
+    putter = threading.Thread(target=put_last, daemon=True)
     putter.start()
     eventually(lambda: store.held is not None, what="the batch over the bound held")
     assert not returned.is_set() and gauge(metrics, "firegrid_spool_held") == 1
@@ -107,7 +113,7 @@ def test_at_the_bound_a_batch_is_held_until_the_drain_makes_room(
 def test_a_full_disk_holds_and_a_stop_gives_the_batch_back(
     tmp_path: Path, influx: type[FakeInflux], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, metrics, fatal = make_store(tmp_path, max_bytes=10**9)
+    store, _, fatal = make_store(tmp_path, max_bytes=10**9)
     store.put(incompressible(0))
     spool = cast(Any, store)._spool
 
