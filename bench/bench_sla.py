@@ -125,6 +125,10 @@ def main() -> None:
             f"{args.events:,} events, {transitions:,} transitions, {len(registry.grids)} grids, "
             f"{len(registry):,} devices (built in {time.perf_counter() - start:.0f} s)"
         )
+        wal = store.path.with_name(store.path.name + "-wal")
+        mib = store.path.stat().st_size / 2**20, wal.stat().st_size / 2**20
+        print(f"event store {mib[0]:.0f} MiB, its WAL {mib[1]:.0f} MiB")
+        store.close()  # its WAL checkpointed, as the store's checkpointer does when the writes pause
         at = T0 + 30 * DAY
         safety = Safety(store.path, lambda: registry, load_weights(), clock=lambda: at)
         worker_grid = next(g for g in registry.grids.values() if g.workers)
@@ -155,7 +159,6 @@ def main() -> None:
         total = safety.sla(EVERYTHING, month)["total"]
         print(f"month's figures: {orjson.dumps(total).decode()}")
         safety.close()
-        store.close()
 
 
 if __name__ == "__main__":

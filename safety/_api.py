@@ -10,6 +10,7 @@ summary, not its events: a station sees the index of its district's grids.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from devices import Registry
-from safety._figures import Figures, figures
+from safety._figures import Figures, Handling, figures
 from safety._fleet import GridFleet, fleet_by_grid
 from safety._history import EventAt, History, Selection
 from safety._index import HANDLING_WINDOW_MS, GridEvents, GridIndex, grid_index
@@ -152,10 +153,12 @@ class Safety:
         )
         for event in events:  # events of grids the registry no longer has (or _unassigned)
             grids.setdefault(event.grid_id, event.district)
-        by_grid = _by_grid(events)
-        total = figures((e.handling for e in events), at)
+        handlings: dict[str, list[Handling]] = defaultdict(list)
+        for event in events:
+            handlings[event.grid_id].append(event.handling)
+        total = figures(itertools.chain.from_iterable(handlings.values()), at)
         return total, {
-            grid_id: (district, figures((e.handling for e in by_grid.get(grid_id, ())), at))
+            grid_id: (district, figures(handlings.get(grid_id, ()), at))
             for grid_id, district in grids.items()
         }
 

@@ -4,8 +4,9 @@ The event store (``alerts``) writes ``events`` and ``transitions``; this module 
 through connections of its own opened read-only (WAL: readers never block the store's writer nor
 wait for it), one per thread, like the store's own readers. One query per question: the events of
 a selection with, aggregated from their transitions at or before ``at`` in the same query, the
-first ``ack``, ``resolve`` and ``close``, whether the condition was cleared, and the severity
-then (a ``severity`` transition after ``at`` names the severity before it: ``major → critical``).
+first ``ack``, ``resolve`` and ``close`` and whether the condition was cleared; and the severity
+then (the note of a ``severity`` transition after ``at`` names the severity before it:
+``major → critical``; such rises are rare, their notes are read in a second query).
 
 Nothing after ``at`` is seen: an event exists at ``at`` when its ``raise`` transition (the
 service time it was opened) is at or before ``at``; later transitions are ignored.
@@ -27,19 +28,26 @@ from safety._figures import Handling
 
 _SEVERITY_ARROW: Final = " → "
 
-_SELECT: Final = """
+_QUERY: Final = """
+WITH e AS MATERIALIZED (
+  SELECT event_id, district, grid_id, type, severity, device_id, raised_at, kind FROM events e WHERE {where}
+)
 SELECT e.event_id, e.district, e.grid_id, e.type, e.severity, e.device_id, e.raised_at, e.kind,
-       MIN(CASE WHEN t.action = 'ack' THEN t.at_ms END),
-       MIN(CASE WHEN t.action = 'resolve' THEN t.at_ms END),
-       MIN(CASE WHEN t.action = 'close' THEN t.at_ms END),
-       COALESCE(MAX(CASE WHEN t.action = 'clear' THEN t.id END), 0)
-         > COALESCE(MAX(CASE WHEN t.action IN ('raise', 'repeat') THEN t.id END), 0),
-       (SELECT s.note FROM transitions s
-         WHERE s.event_id = e.event_id AND s.action = 'severity' AND s.at_ms > :at
-         ORDER BY s.id LIMIT 1)
-FROM events e JOIN transitions t ON t.event_id = e.event_id AND t.at_ms <= :at
+       MIN(CASE WHEN t.at_ms <= :at AND t.action = 'ack' THEN t.at_ms END),
+       MIN(CASE WHEN t.at_ms <= :at AND t.action = 'resolve' THEN t.at_ms END),
+       MIN(CASE WHEN t.at_ms <= :at AND t.action = 'close' THEN t.at_ms END),
+       COALESCE(MAX(CASE WHEN t.at_ms <= :at AND t.action = 'clear' THEN t.id END), 0)
+         > COALESCE(MAX(CASE WHEN t.at_ms <= :at AND t.action IN ('raise', 'repeat') THEN t.id END), 0),
+       MIN(CASE WHEN t.at_ms > :at AND t.action = 'severity' THEN t.id END)
+FROM e JOIN transitions t ON t.event_id = e.event_id
+GROUP BY e.event_id
+HAVING MIN(CASE WHEN t.action = 'raise' THEN t.at_ms END) <= :at
 """
-_GROUP: Final = " GROUP BY e.event_id"
+"""The selected events (materialised first, so that SQLite finds them by its index on
+``raised_at`` or ``state`` rather than scanning every event in ``event_id`` order for the
+grouping), each with its transitions aggregated as they stood at ``:at``; the id of the first
+severity rise after ``:at`` (rare) is looked up afterwards for the severity before it."""
+_NOTES: Final = "SELECT id, note FROM transitions WHERE id IN (SELECT value FROM json_each(:ids))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +111,21 @@ class Selection:
         return clauses
 
 
-def _severity_then(current: str, later_note: str | None) -> str:
-    if later_note is None:
+def _severity_before(current: str, rise_note: str | None) -> str:
+    """The severity before a rise noted ``major → critical``; ``current`` if there was none."""
+    if rise_note is None:
         return current
-    before = later_note.split(_SEVERITY_ARROW, 1)[0]
+    before = rise_note.split(_SEVERITY_ARROW, 1)[0]
     return before if before in SEVERITIES else current
 
 
-def _event(row: tuple[Any, ...]) -> EventAt:
+def _event(row: tuple[Any, ...], notes: dict[int, str]) -> EventAt:
     return EventAt(
         event_id=row[0],
         district=row[1],
         grid_id=row[2],
         type=row[3],
-        severity=_severity_then(row[4], row[12]),
+        severity=_severity_before(row[4], None if row[12] is None else notes.get(row[12])),
         device_id=row[5],
         raised_at=int(row[6]),
         kind=row[7],
@@ -153,8 +162,13 @@ class History:
             connection.close()
 
     def _query(self, clauses: Iterable[str], args: dict[str, Any]) -> list[EventAt]:
-        sql = f"{_SELECT} WHERE {' AND '.join(clauses)}{_GROUP}"
-        return [_event(row) for row in self._connection().execute(sql, args)]
+        connection = self._connection()
+        rows = connection.execute(_QUERY.format(where=" AND ".join(clauses)), args).fetchall()
+        rises = [row[12] for row in rows if row[12] is not None]
+        notes: dict[int, str] = {}
+        if rises:
+            notes = dict(connection.execute(_NOTES, {"ids": orjson.dumps(rises).decode()}).fetchall())
+        return [_event(row, notes) for row in rows]
 
     def raised_between(
         self, selection: Selection, since_ms: int, until_ms: int | None, at_ms: int
