@@ -8,6 +8,13 @@ WAL checkpoints (copying the log into the database file, with an fsync) run on a
 own rather than inside whichever commit crosses SQLite's threshold: commits are on the alert path
 (an event is committed before it is published), and a checkpoint in one took 3–22 ms now and then
 (bench/bench_alert_latency.py, traced). A passive checkpoint never blocks the writer.
+
+The ``outbox`` table holds the publications of event changes until the broker acknowledges them
+(CONTRACT §13, ``alerts/_outbox.py``); they are inserted in the transaction of the change.
+
+Schema 2 added ``events.rev`` and ``outbox``: an event store of schema 1 gets both at open, each
+event's ``rev`` counted from its transitions (one per published change: every transition but
+comments and the ``severity`` note that accompanies a repeat).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from rules import Severity
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CHECKPOINT_INTERVAL_S = 1.0
 
 # the event JSON's fields (in order), plus what only the store needs
@@ -65,6 +72,7 @@ CREATE TABLE IF NOT EXISTS events (
     raised_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     message TEXT NOT NULL,
+    rev INTEGER NOT NULL DEFAULT 1,
     opened_ms INTEGER NOT NULL,
     deadline_ms INTEGER,
     last_raise_ts INTEGER NOT NULL
@@ -84,7 +92,19 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 CREATE INDEX IF NOT EXISTS transitions_by_event ON transitions (event_id, id);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
 """
+
+_MIGRATE_REV = """
+ALTER TABLE events ADD COLUMN rev INTEGER NOT NULL DEFAULT 1;
+UPDATE events SET rev = max(1, (
+    SELECT count(*) FROM transitions t
+    WHERE t.event_id = events.event_id AND t.action NOT IN ('comment', 'severity')
+));
+"""
+
+OutboxRow = tuple[int, str, bytes]
+"""(id, topic, payload) of one publication waiting for its PUBACK"""
 
 Transition = tuple[str, int, str | None, str, str, str | None, str | None]
 """(event_id, at_ms, from_state, to_state, action, worker_id, note)"""
@@ -113,6 +133,7 @@ def _row(event: Event) -> tuple[Any, ...]:
         event.raised_at,
         event.updated_at,
         event.message,
+        event.rev,
         event.opened_ms,
         event.deadline_ms,
         event.last_raise_ts,
@@ -142,9 +163,10 @@ def _event(row: Sequence[Any]) -> Event:
         raised_at=int(row[18]),
         updated_at=int(row[19]),
         message=row[20],
-        opened_ms=int(row[21]),
-        deadline_ms=None if row[22] is None else int(row[22]),
-        last_raise_ts=int(row[23]),
+        rev=int(row[21]),
+        opened_ms=int(row[22]),
+        deadline_ms=None if row[23] is None else int(row[23]),
+        last_raise_ts=int(row[24]),
     )
 
 
@@ -167,11 +189,15 @@ class EventDb:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
+        self._writing = threading.Lock()
         self._write = self._connect()
         with self._write:
             self._write.executescript(_SCHEMA)
+            self._migrate()
             self._write.execute(
-                "INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                "INSERT INTO meta (name, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (SCHEMA_VERSION,),
             )
         self._closing = threading.Event()
         self._checkpointer = threading.Thread(
@@ -181,6 +207,14 @@ class EventDb:
             daemon=True,
         )
         self._checkpointer.start()
+
+    def _migrate(self) -> None:
+        """Bring an event store of an earlier version up to this schema (see the module docstring)."""
+        columns = {row[1] for row in self._write.execute("PRAGMA table_info(events)")}
+        if "rev" not in columns:
+            log.info("event store %s: adding events.rev (schema %d)", self.path, SCHEMA_VERSION)
+            for statement in filter(str.strip, _MIGRATE_REV.split(";")):
+                self._write.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -213,9 +247,16 @@ class EventDb:
 
     @contextmanager
     def transaction(self) -> Iterator[Writer]:
-        """Commit everything done through the writer at the end, or nothing on an exception."""
-        with self._write:
+        """Commit everything done through the writer at the end, or nothing on an exception.
+
+        Transactions are serialised here (the store's calls and the outbox's deletions)."""
+        with self._writing, self._write:
             yield Writer(self._write)
+
+    def delete_outbox(self, ids: Sequence[int]) -> int:
+        """Delete outbox rows (acknowledged by the broker); returns how many were there."""
+        with self.transaction() as writer:
+            return writer.unqueue(ids)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -229,6 +270,19 @@ class EventDb:
     def meta(self, name: str, default: int = 0) -> int:
         row = self._write.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return default if row is None else int(row[0])
+
+    def outbox_extent(self) -> tuple[int, int]:
+        """(rows in the outbox, highest row id ever given: the next id is one more)."""
+        count, top = self._write.execute("SELECT count(*), max(id) FROM outbox").fetchone()
+        return int(count), int(top or 0)
+
+    def outbox_rows(self, first_id: int, last_id: int, limit: int) -> list[OutboxRow]:
+        """Outbox rows with ``first_id <= id <= last_id``, oldest first, at most ``limit``."""
+        rows = self._reader().execute(
+            "SELECT id, topic, payload FROM outbox WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
+            (first_id, last_id, limit),
+        )
+        return [(int(i), str(t), bytes(p)) for i, t, p in rows]
 
     def get(self, event_id: str) -> Event | None:
         row = self._reader().execute(f"{_SELECT} WHERE event_id = ?", (event_id,)).fetchone()
@@ -288,6 +342,14 @@ class Writer:
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             items,
         )
+
+    def queue(self, rows: Sequence[OutboxRow]) -> None:
+        """Put publications into the outbox (ids given by the caller, increasing)."""
+        self._c.executemany("INSERT INTO outbox (id, topic, payload) VALUES (?, ?, ?)", rows)
+
+    def unqueue(self, ids: Sequence[int]) -> int:
+        cursor = self._c.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in ids))
+        return cursor.rowcount
 
     def set_meta(self, name: str, value: int) -> None:
         self._c.execute(

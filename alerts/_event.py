@@ -32,8 +32,9 @@ EVENT_FIELDS: Final[tuple[str, ...]] = (
     "raised_at",
     "updated_at",
     "message",
+    "rev",
 )
-"""The exact field set of the event JSON, in the contract's order."""
+"""The exact field set of the event JSON, in the contract's order (§8; ``rev`` from §13)."""
 
 
 def key_text(key: Key) -> str:
@@ -66,6 +67,9 @@ class Event:
     raised_at: int
     updated_at: int
     message: str
+    rev: int
+    """1 when raised, +1 at every published change (CONTRACT §13): subscribers drop a repeat
+    by (event_id, rev). A comment is not a change."""
     opened_ms: int
     """Service time at which firegrid raised the event (the escalation deadline counts from it)."""
     deadline_ms: int | None
@@ -96,4 +100,5 @@ class Event:
             "raised_at": self.raised_at,
             "updated_at": self.updated_at,
             "message": self.message,
+            "rev": self.rev,
         }

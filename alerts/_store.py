@@ -4,7 +4,9 @@ Every public method is synchronous, thread-safe (one lock) and takes the service
 ``now_ms``; none reads the wall clock. A method that changes something commits one SQLite
 transaction, *then* publishes (so nothing is announced that a ``kill -9`` could forget) and
 returns an :class:`Outcome` with what it published and the ``events`` line-protocol lines the
-caller must write through its durable store.
+caller must write through its durable store. With a publisher, the publications of a change are
+committed with it into the outbox and leave it on the broker's PUBACK (CONTRACT §13,
+``alerts/_outbox.py``); every published change bumps the event's ``rev``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from alerts._actions import MOVES, ActionRequest, ActionResult, check_worker, pa
 from alerts._db import EventDb, Transition, Writer
 from alerts._escalation import DEFAULT_DEADLINES_MS, Deadlines
 from alerts._event import SEVERITY_RANK, STATES, Event, key_text
+from alerts._outbox import Outbox
 from alerts._points import PointClock, event_line
 from alerts._routing import QOS, Publication, Publisher, StationIndex
 from devices import Registry, Topics
@@ -44,7 +47,8 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
     """``events`` points (line protocol, ms precision) for the caller's durable InfluxDB store."""
     published: list[Publication] = field(default_factory=list)
-    """Every message published (in order), through the publisher if there is one."""
+    """Every message published (in order): with a publisher, put into the outbox (and handed to
+    the publisher at once unless the outbox is disconnected or behind), the action result sent."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """The event JSON of every change, in order (an event changed twice appears twice)."""
     result: ActionResult | None = None
@@ -91,7 +95,10 @@ class EventStore:
     """Events in SQLite (``{data_dir}/events.sqlite``), their routing, escalation and actions.
 
     ``publisher`` is the MQTT client (anything with ``publish(topic, payload, qos)``); without
-    one the publications are only returned in :attr:`Outcome.published` for the caller to send.
+    one the publications are only returned in :attr:`Outcome.published` for the caller to send
+    (and no outbox is kept). ``connected``: whether the publisher is connected at start; one that
+    reports its connection and PUBACKs (:meth:`on_connection_change`, :meth:`on_published`)
+    starts with False.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class EventStore:
         topic_prefix: str = "",
         deadlines_ms: Mapping[str, int] | None = None,
         durable_fsync: bool = False,
+        connected: bool = True,
     ) -> None:
         deadlines = dict(DEFAULT_DEADLINES_MS if deadlines_ms is None else deadlines_ms)
         missing = [s for s in SEVERITIES if s not in deadlines or deadlines[s] <= 0]
@@ -121,6 +129,7 @@ class EventStore:
         self._deadlines = Deadlines()
         self._clock = PointClock()
         self._load()
+        self._outbox = None if publisher is None else Outbox(self._db, publisher, connected=connected)
 
     @classmethod
     def open(
@@ -132,6 +141,7 @@ class EventStore:
         topic_prefix: str = "",
         deadlines_ms: Mapping[str, int] | None = None,
         durable_fsync: bool = False,
+        connected: bool = True,
     ) -> EventStore:
         """The store of a data directory (``FIREGRID_DATA_DIR``)."""
         return cls(
@@ -141,6 +151,7 @@ class EventStore:
             topic_prefix=topic_prefix,
             deadlines_ms=deadlines_ms,
             durable_fsync=durable_fsync,
+            connected=connected,
         )
 
     def _load(self) -> None:
@@ -157,6 +168,8 @@ class EventStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._outbox is not None:
+                self._outbox.close()
             self._db.close()
 
     def __enter__(self) -> EventStore:
@@ -168,6 +181,23 @@ class EventStore:
     @property
     def registry(self) -> Registry:
         return self._registry
+
+    # -- the publisher's callbacks (its network thread) --------------------------------------------
+
+    def on_published(self, mid: int, error: str | None = None) -> None:
+        """The broker's PUBACK for message ``mid`` (``error``: its failure reason, if any)."""
+        if self._outbox is not None:
+            self._outbox.on_published(mid, error)
+
+    def on_connection_change(self, up: bool) -> None:
+        """The publisher connected (the outbox is published again) or lost its connection."""
+        if self._outbox is not None:
+            self._outbox.on_connection_change(up)
+
+    @property
+    def outbox_depth(self) -> int:
+        """Publications waiting in the outbox for the broker's PUBACK."""
+        return 0 if self._outbox is None else self._outbox.depth
 
     # -- hits ------------------------------------------------------------------------------------
 
@@ -217,6 +247,7 @@ class EventStore:
             message=hit.message,
             opened_ms=now_ms,
             deadline_ms=now_ms + self._deadline_ms[hit.severity],
+            rev=0,  # 1 once published, below
             last_raise_ts=hit.ts,
         )
         self._active[key] = event
@@ -320,10 +351,19 @@ class EventStore:
             outcome = self._commit(batch)
             outcome.result = result
             if _TOPIC_UNSAFE.isdisjoint(worker_id) and worker_id:
+                # Not through the outbox: a result is not an event change (§13) but the answer
+                # to a request on a live connection. The change it reports is in the outbox
+                # (on the grid topic); a worker who got no answer sends the action again and is
+                # told "already acknowledged" (or acts), which loses nothing.
                 answer = Publication(
                     self.topics.action_result(worker_id), orjson.dumps(result.to_dict()), QOS
                 )
-                self._send(outcome, [answer])
+                outcome.published.append(answer)
+                if self._publisher is not None:
+                    try:
+                        self._publisher.publish(answer.topic, answer.payload, answer.qos)
+                    except Exception:
+                        log.exception("publishing to %s failed", answer.topic)
             return outcome
 
     def _act(self, batch: _Batch, worker_id: str, request: ActionRequest, now_ms: int) -> ActionResult:
@@ -453,6 +493,7 @@ class EventStore:
         extra: tuple[str, ...] = (),
     ) -> None:
         batch.dirty[event.event_id] = event
+        event.rev += 1
         batch.outcome.lines.append(event_line(event, change, self._clock, now_ms, with_state=with_state))
         document = event.to_dict()
         batch.outcome.events.append(document)
@@ -467,25 +508,19 @@ class EventStore:
         outcome = batch.outcome
         if not (batch.new or batch.dirty or batch.transitions):
             return outcome
+        outbox = self._outbox
+        rows = []
         try:
             with self._db.transaction() as writer:
                 batch.write(writer)
                 if outcome.lines:
                     writer.set_meta(_FLOOR, self._clock.high_ms)
+                if outbox is not None and outcome.published:
+                    rows = outbox.add(writer, outcome.published)
         except Exception:
             log.exception("event store: commit failed; reloading the events from %s", self.path)
             self._load()
             raise
-        pending, outcome.published = outcome.published, []
-        self._send(outcome, pending)
+        if outbox is not None:
+            outbox.committed(rows)
         return outcome
-
-    def _send(self, outcome: Outcome, publications: list[Publication]) -> None:
-        for publication in publications:
-            outcome.published.append(publication)
-            if self._publisher is None:
-                continue
-            try:
-                self._publisher.publish(publication.topic, publication.payload, publication.qos)
-            except Exception:
-                log.exception("publishing to %s failed", publication.topic)

@@ -1,7 +1,8 @@
 """The hazard side of the service: rules engine → event store → alerts, as one reading sink.
 
 Everything here runs on the pipeline thread (readings, timers, snapshots), except worker actions,
-which arrive on the MQTT network thread; the event store serialises both. Lines for InfluxDB
+connection changes and PUBACKs of alerts, which arrive on the MQTT network thread; the event store
+serialises the first, its outbox takes the others without a lock (CONTRACT §13). Lines for InfluxDB
 (`events` points) are queued and written by the pipeline with the next batch, through the same
 durable path as readings.
 """
@@ -63,7 +64,12 @@ class Hazards:
                 log.error("%s; starting with fresh rule state", exc)
         self.engine = engine or RuleEngine(registry, config, now)
         self.events = EventStore.open(
-            data_dir, registry, publisher, topic_prefix=topic_prefix, durable_fsync=durable_fsync
+            data_dir,
+            registry,
+            publisher,
+            topic_prefix=topic_prefix,
+            durable_fsync=durable_fsync,
+            connected=False,  # the outbox publishes once told of the connection
         )
         self._lines: deque[str] = deque()
         self._connection_changes: deque[tuple[bool, int]] = deque()
@@ -149,8 +155,14 @@ class Hazards:
     # -- other threads -------------------------------------------------------------------------
 
     def on_connection_change(self, up: bool) -> None:
-        """While firegrid cannot hear devices, their offline timers stand still (network thread)."""
+        """While firegrid cannot hear devices, their offline timers stand still; alerts wait in the
+        outbox until the broker is back, then all of it is published again (network thread)."""
         self._connection_changes.append((up, now_ms()))
+        self.events.on_connection_change(up)
+
+    def on_published(self, mid: int, error: str | None) -> None:
+        """The broker's PUBACK of message ``mid``: an alert leaves the outbox (network thread)."""
+        self.events.on_published(mid, error)
 
     def on_action(self, message: mqtt.MQTTMessage) -> None:
         """A worker's action on ``actions/{worker_id}`` (network thread)."""

@@ -99,6 +99,8 @@ class IngestService:
         )
         # the hazard sink publishes through the consumer's client and hears of its connection
         self.consumer.on_connection_change = self._on_connection_change
+        self.consumer.on_published = self.hazards.on_published  # PUBACKs empty the alert outbox
+        self.metrics.alert_outbox_depth.set_function(lambda: self.hazards.events.outbox_depth)
         self.pipeline = Pipeline(
             self.registry,
             self.metrics,

@@ -191,6 +191,10 @@ class MqttConsumer:
         self.on_connection_change: Callable[[bool], None] = lambda up: None
         """Told of every connect (True) and loss (False), on the network thread; set it before
         :meth:`start` (the service does, once the sinks that need it exist)."""
+        self.on_published: Callable[[int, str | None], None] = lambda mid, error: None
+        """Told of the PUBACK of each QoS 1 message this client published (its mid, and the
+        reason when the broker refused it), on the network thread while paho holds its lock:
+        it must not block or wait for a lock a publishing thread may hold."""
         self._on_fatal = on_fatal
         client = _BurstClient(
             CallbackAPIVersion.VERSION2,
@@ -208,6 +212,7 @@ class MqttConsumer:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         for topic_filter, handler in (extra_handlers or {}).items():
             client.message_callback_add(topic_filter, self._wrap(handler))
         self.client = client
@@ -301,6 +306,16 @@ class MqttConsumer:
             log.warning("disconnected from MQTT broker %s: %s", self.address, reason)
         self.connected = False
         self.on_connection_change(False)
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.on_published(mid, str(reason) if reason.is_failure else None)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.qos == 0 and len(self.inbox) > QOS0_INBOX_LIMIT:

@@ -42,6 +42,11 @@ class IngestMetrics:
             "1 while batches are held unacknowledged: the spool is at its bound or its disk is full",
             registry=r,
         )
+        self.alert_outbox_depth = Gauge(
+            "firegrid_alert_outbox_depth",
+            "Alert publications committed and not yet acknowledged by the broker (CONTRACT §13)",
+            registry=r,
+        )
         self.commit_pending = Gauge(
             "firegrid_commit_pending_lines", "Lines processed, waiting for their InfluxDB write", registry=r
         )

@@ -27,7 +27,7 @@ from tests.integration.conftest import IngestProcess
 EVENT_FIELDS = {
     "event_id", "type", "severity", "state", "cleared", "escalated", "district", "grid_id", "site_id",
     "device_id", "kind", "lat", "lon", "station_id", "value", "threshold", "count", "raised_at",
-    "updated_at", "message",
+    "updated_at", "message", "rev",
 }  # fmt: skip
 
 

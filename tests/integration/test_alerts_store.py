@@ -63,7 +63,11 @@ def test_alerts_and_actions_over_the_broker(
             if outcome is not None:
                 lines.extend(outcome.lines)
 
+        def on_publish(client: mqtt.Client, userdata: Any, mid: int, *args: Any) -> None:
+            store.on_published(mid)  # the PUBACK empties the outbox (CONTRACT §13)
+
         service.client.on_message = on_action
+        service.client.on_publish = on_publish
         service.subscribe(store.topics.actions_subscription)
         eventually(service.client.is_connected, what="service client")
 
@@ -92,6 +96,8 @@ def test_alerts_and_actions_over_the_broker(
         later = now + 1
         lines.extend(store.process([_hit(registry, "S0000", "FIRE_ALARM", "clear", later)], later).lines)
         eventually(lambda: len(_on(watcher, grid_topic)) == 3, what="cleared event republished")
+        assert [e["rev"] for e in _on(watcher, grid_topic)] == [1, 2, 3]
+        eventually(lambda: store.outbox_depth == 0, what="every alert acknowledged by the broker")
     finally:
         for client in (service, watcher, worker):
             client.close()

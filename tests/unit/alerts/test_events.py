@@ -58,6 +58,7 @@ def test_raise_publishes_every_contract_field_to_the_grid_topic(
         "raised_at": T0,
         "updated_at": T0 + 5,
         "message": "Cable 74.5 °C",
+        "rev": 1,
     }
     assert len(event["event_id"]) == 26  # a ULID
     assert [p.qos for p in out.published] == [1]
