@@ -311,6 +311,11 @@ class Demo:
         self.credentials = self.dir / "credentials"
         invited = () if self.users is None else (self.users.worker, self.users.supervisor)
         try:
+            # the simulated workers need every worker's password: this run writes only the new
+            # ones, so the last run's file stays beside it (the simulator reads secrets.*.csv too)
+            previous = self.credentials / SECRETS
+            if previous.exists():
+                previous.rename(self.credentials / f"secrets.{previous.stat().st_mtime_ns}.csv")
             summary = make_credentials(
                 self.dir / "registry", self.credentials, rotate=(*SERVICE_ACCOUNTS, *invited)
             )
@@ -433,12 +438,15 @@ class Demo:
         from rich.live import Live
 
         assert self.mosquitto is not None and self.feed is not None
+        users = self.users
         self.simulator = DemoTraffic(
             self.dir / "registry",
             self.mosquitto.url_as(SIMULATOR_ACCOUNT),
             self.options.rate,
             self.options.scenario,
             self.options.seed,
+            credentials=self.credentials,
+            humans=frozenset() if users is None else frozenset({users.worker, users.supervisor}),
         )
         poll_stop = threading.Event()
         poller = threading.Thread(target=self._poll_health, args=(poll_stop,), name="healthz", daemon=True)

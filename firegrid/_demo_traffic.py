@@ -24,8 +24,22 @@ class DemoTraffic(threading.Thread):
     It never raises: a failure ends the thread with ``error`` set, for the main thread to report.
     """
 
-    def __init__(self, registry: Path, url: str, rate: float, scenario: str, seed: int) -> None:
+    def __init__(
+        self,
+        registry: Path,
+        url: str,
+        rate: float,
+        scenario: str,
+        seed: int,
+        *,
+        credentials: Path | None = None,
+        humans: frozenset[str] = frozenset(),
+    ) -> None:
+        """``credentials``: where the workers' passwords are, for the scenario's simulated workers
+        (its ``respond:`` block); ``humans``: the workers people play, whose grids are left to them."""
         super().__init__(name="simulator", daemon=True)
+        self.credentials = credentials
+        self.humans = humans
         self.registry = registry
         self.url = url
         self.rate = rate
@@ -61,10 +75,20 @@ class DemoTraffic(threading.Thread):
         }
         try:
             self.phase = f"scenario {self.scenario}"
-            self._run_once(RunOptions(scenario=self.scenario, **common))
+            respond = None if self.credentials is not None else False
+            self._run_once(
+                RunOptions(
+                    scenario=self.scenario,
+                    respond=respond,
+                    respond_credentials=self.credentials,
+                    respond_humans=self.humans,
+                    **common,
+                )
+            )
             while not self.stop_event.is_set():
                 self.phase = "background traffic"
-                self._run_once(RunOptions(duration=BACKGROUND_CHUNK_S, time_scale=1.0, **common))
+                background = RunOptions(duration=BACKGROUND_CHUNK_S, time_scale=1.0, respond=False, **common)
+                self._run_once(background)
         except (FiregridError, ScenarioError, ConnectionError, OSError, ValueError) as exc:
             self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         except Exception as exc:  # reported by the main thread, which stops everything

@@ -26,7 +26,7 @@ from devices import Registry
 from simulators._respond_policy import Lognormal, RespondPolicy
 
 Profile = Literal["normal", "slow", "silent"]
-Reason = Literal["ignored", "silent_worker", "no_workers"]
+Reason = Literal["ignored", "silent_worker", "no_workers", "human"]
 """Why an event is left alone: the policy's ``ignore`` share, its worker never answers, or its
 grid lists no workers."""
 EventKey = tuple[str, str, str]
@@ -70,18 +70,26 @@ def draw(rng: random.Random, delay: Lognormal, factor: float = 1.0) -> float:
 class Handlers:
     """The decisions of one run: :meth:`decide` once per event, in the order they are first seen."""
 
-    def __init__(self, registry: Registry, policy: RespondPolicy) -> None:
+    def __init__(
+        self, registry: Registry, policy: RespondPolicy, humans: frozenset[str] = frozenset()
+    ) -> None:
+        """``humans``: workers played by people (the demo's invited users): the events of the grids
+        they work are left to them, and they never close a simulated worker's event."""
         self.policy = policy
+        self.humans = humans
         workers = registry.workers
-        self.supervisors = sorted(w for w, worker in workers.items() if worker.is_supervisor)
+        self.supervisors = sorted(
+            w for w, worker in workers.items() if worker.is_supervisor and w not in humans
+        )
+        self._human_grids = {g.grid_id for g in registry.grids.values() if humans & set(g.workers)}
         self._takers: dict[str, tuple[str, ...]] = {}
         self._closers: dict[str, tuple[str, ...]] = {}
         by_district: dict[str, set[str]] = {}
         for grid in registry.grids.values():
             listed = [w for w in grid.workers if w in workers]
             plain = tuple(w for w in listed if not workers[w].is_supervisor)
-            bosses = tuple(w for w in listed if workers[w].is_supervisor)
-            self._takers[grid.grid_id] = plain or bosses
+            bosses = tuple(w for w in listed if workers[w].is_supervisor and w not in humans)
+            self._takers[grid.grid_id] = () if humans & set(plain) else plain or bosses
             self._closers[grid.grid_id] = bosses
             by_district.setdefault(grid.district, set()).update(bosses)
         for grid in registry.grids.values():
@@ -105,6 +113,9 @@ class Handlers:
             return "slow"
         return "normal"
 
+    def _worked_by_humans(self, grid_id: str) -> bool:
+        return grid_id in self._human_grids
+
     def takers(self, grid_id: str) -> tuple[str, ...]:
         """The workers who may take the grid's events (its listed workers, else supervisors)."""
         return self._takers.get(grid_id, ())
@@ -118,7 +129,7 @@ class Handlers:
         ignored = rng.random() < self.policy.ignore
         takers = self.takers(grid_id)
         if not takers:
-            return LeftAlone("no_workers")
+            return LeftAlone("human" if self._worked_by_humans(grid_id) else "no_workers")
         if ignored:
             return LeftAlone("ignored")
         worker = takers[rng.randrange(len(takers))]

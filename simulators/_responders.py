@@ -109,15 +109,16 @@ class Responders:
         client_prefix: str = "",
         connect_rate: float = CONNECT_RATE,
         connect_timeout: float = 10.0,
+        humans: frozenset[str] = frozenset(),
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time scale must be positive, not {time_scale}")
-        names = sorted(registry.workers)
+        names = sorted(w for w in registry.workers if w not in humans)
         missing = [name for name in names if name not in passwords]
         if missing:
             raise CredentialsError(f"no password for {len(missing):,} worker(s): {named(missing)}")
         self.topics = Topics(prefix)
-        self.handlers = Handlers(registry, policy)
+        self.handlers = Handlers(registry, policy, humans)
         self.policy = policy
         self.ms_per_s = 1000.0 / time_scale
         """Wall milliseconds per scenario second."""

@@ -113,6 +113,9 @@ class RunOptions:
     respond_credentials: Path | None = None
     """The directory whose ``secrets.csv`` holds the workers' passwords (default: ``credentials``,
     else ``./credentials``)."""
+    respond_humans: frozenset[str] = frozenset()
+    """Workers played by people (the demo's invited users): not simulated, and the events of their
+    grids are left to them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +423,7 @@ def _responders(
     """The simulated workers of a run, with their passwords (not yet started)."""
     credentials = options.respond_credentials or options.credentials or Path("credentials")
     passwords = read_passwords(credentials)
-    missing = sorted(w for w in registry.workers if w not in passwords)
+    missing = sorted(w for w in registry.workers if w not in passwords and w not in options.respond_humans)
     if missing:
         raise missing_passwords(
             missing, registry=options.registry, credentials=credentials, prefix=options.prefix, what="worker"
@@ -437,6 +440,7 @@ def _responders(
         client_prefix=f"{options.client_id}-" if options.client_id else "",
         connect_rate=options.connect_rate,
         connect_timeout=options.connect_timeout,
+        humans=options.respond_humans,
     )
 
 

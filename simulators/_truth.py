@@ -106,8 +106,8 @@ class EventLeftAlone:
     severity: str
     raised_at: int
     reason: str
-    """``ignored`` (the policy's share), ``silent_worker`` (its worker never answers) or
-    ``no_workers`` (its grid lists none)."""
+    """``ignored`` (the policy's share), ``silent_worker`` (its worker never answers),
+    ``no_workers`` (its grid lists none) or ``human`` (a person plays its grid's worker)."""
     worker_id: str | None = None
     seen_at: int = 0
     """Wall clock (ms epoch) when its first alert arrived."""

@@ -146,17 +146,23 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     try:
         lines = _reader(proc)
         seen: list[str] = []
-        deadline = time.monotonic() + 45
-        while not any("demo running" in line for line in seen):
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"the demo did not say it was running: {''.join(seen)}"
-            try:
-                line = lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            assert line is not None, f"the demo exited early: {''.join(seen)}"
-            seen.append(line)
+
+        def read_until(text: str, seconds: float, what: str) -> None:
+            deadline = time.monotonic() + seconds
+            while not any(text in line for line in seen):
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"{what}: {''.join(seen)}"
+                try:
+                    line = lines.get(timeout=remaining)
+                except queue.Empty:
+                    continue
+                assert line is not None, f"the demo exited early: {''.join(seen)}"
+                seen.append(line)
+
+        read_until("demo running", 45, "the demo did not say it was running")
         _assert_invited_users_sign_in("".join(seen), workdir)
+        # the simulated workers take the scenario's first events (a tamper at ~6 s, acked ~8 s later)
+        read_until(" acknowledged ", 60, "no simulated worker acknowledged an event")
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=60)
         while (line := lines.get(timeout=10)) is not None:

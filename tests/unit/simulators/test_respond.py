@@ -55,6 +55,10 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     return Registry.load(out)
 
 
+def decide_with(handlers: Handlers, events: list[EventKey]) -> list[Handling | LeftAlone]:
+    return [handlers.decide(key) for key in events]
+
+
 def keys(registry: Registry, per_grid: int = 4) -> list[EventKey]:
     return [
         ("FIRE_ALARM", grid_id, f"{grid_id}-SD{n}")
@@ -64,8 +68,7 @@ def keys(registry: Registry, per_grid: int = 4) -> list[EventKey]:
 
 
 def decide(registry: Registry, policy: RespondPolicy, events: list[EventKey]) -> list[Handling | LeftAlone]:
-    handlers = Handlers(registry, policy)
-    return [handlers.decide(key) for key in events]
+    return decide_with(Handlers(registry, policy), events)
 
 
 def handled(handlers: Handlers, events: list[EventKey]) -> list[Handling]:
@@ -361,3 +364,15 @@ def test_respond_without_passwords_is_one_line_and_exit_2(
     assert err[0].startswith(
         f"firegrid simulate: error: {secrets} has no password for 4 workers (SUP1, W1, W2, W3)"
     )
+
+
+def test_grids_a_person_works_are_left_to_them(district: Registry) -> None:
+    """The demo's invited worker and supervisor are people: their grid's events are left to them,
+    and the supervisor closes nothing the simulated workers handle."""
+    grid = next(g for g in district.grids.values() if len(g.workers) >= 2)
+    person = next(w for w in grid.workers if not district.workers[w].is_supervisor)
+    boss = sorted(w for w, worker in district.workers.items() if worker.is_supervisor)[0]
+    handlers = Handlers(district, EXACT, frozenset({person, boss}))
+    assert handlers.decide(("FIRE_ALARM", grid.grid_id, "SD1")) == LeftAlone("human")
+    others = [d for d in decide_with(handlers, keys(district, per_grid=1)) if isinstance(d, Handling)]
+    assert others and all(d.worker_id != person and d.closer != boss for d in others)
