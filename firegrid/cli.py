@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "firegrid.cli_demo",
     "firegrid.cli_credentials",
     "firegrid.cli_console",
+    "firegrid.cli_report",
 )
 
 
