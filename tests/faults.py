@@ -7,7 +7,6 @@ under the ``soak`` marker)::
 
     Stream              the readings: water and smoke devices, seq in ``ts`` and in a field
     ReliablePublisher   QoS 1 in chunks, a chunk re-published until all its PUBACKs came
-    AlertSubscriber     a persistent MQTT 5 session on alerts/# (clean_start False)
     FaultPlan, run_faults   when each fault happens, and doing it
     account_readings, account_alerts   the accounting at the end
 """
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -27,13 +25,12 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from firegrid._services import Influxd, Mosquitto
 from simulators import parse_mqtt_url
 from tests.helpers import eventually, influx_query, write_registry
 from tests.integration.conftest import IngestProcess
+from tests.mqtt import SessionSubscriber
 from tests.scenario_run import list_events
 
 STEP_MS = 10
@@ -159,51 +156,6 @@ class ReliablePublisher:
         except AssertionError:
             return False
         return True
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@dataclass(frozen=True)
-class Alert:
-    topic: str
-    event_id: str
-    rev: int
-    type: str
-    device_id: str
-
-
-class AlertSubscriber:
-    """A persistent session on ``{prefix}alerts/#``: MQTT 5, a fixed client id, clean_start False
-    and a session expiry of an hour, so the broker keeps what comes while it is away (across its
-    own restart too, with persistence). Subscribes once; never resubscribes."""
-
-    def __init__(self, url: str, client_id: str, prefix: str) -> None:
-        self.client, host, port = _client(url, client_id)
-        self.client.max_inflight_messages_set(1000)
-        self.alerts: list[Alert] = []
-        self._lock = threading.Lock()
-        self._subacked = threading.Event()
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *args: self._subacked.set()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = 3600
-        self.client.connect(host, port, clean_start=False, properties=properties)
-        self.client.loop_start()
-        eventually(self.client.is_connected, timeout=10, what="alert subscriber connected")
-        self.client.subscribe(f"{prefix}alerts/#", qos=1)
-        eventually(self._subacked.is_set, timeout=10, what="SUBACK for alerts/#")
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        body = json.loads(message.payload)
-        alert = Alert(message.topic, body["event_id"], int(body["rev"]), body["type"], body["device_id"])
-        with self._lock:
-            self.alerts.append(alert)
-
-    def received(self) -> list[Alert]:
-        with self._lock:
-            return list(self.alerts)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -368,14 +320,14 @@ class AlertAccount:
     """Alerts received more than once (same topic, event_id, rev): allowed."""
 
 
-def account_alerts(http: str, subscriber: AlertSubscriber) -> AlertAccount:
+def account_alerts(http: str, subscriber: SessionSubscriber) -> AlertAccount:
     """Every change of every event ingest knows (rev 1 .. its rev) reached the persistent
     subscriber at least once; FIRE_ALARM events per detector, from /events."""
     events = list_events(http)
-    alerts = subscriber.received()
+    alerts = [(topic, body["event_id"], int(body["rev"])) for topic, body in subscriber.messages()]
     revs: dict[str, set[int]] = defaultdict(set)
-    for alert in alerts:
-        revs[alert.event_id].add(alert.rev)
+    for _, event_id, rev in alerts:
+        revs[event_id].add(rev)
     unpublished = {
         e["event_id"]: gone
         for e in events
@@ -385,5 +337,5 @@ def account_alerts(http: str, subscriber: AlertSubscriber) -> AlertAccount:
     for e in events:
         if e["type"] == "FIRE_ALARM":
             fire_alarms[e["device_id"]].append(e["event_id"])
-    repeats = sum(n - 1 for n in Counter((a.topic, a.event_id, a.rev) for a in alerts).values())
+    repeats = sum(n - 1 for n in Counter(alerts).values())
     return AlertAccount(len(events), dict(fire_alarms), unpublished, len(alerts), repeats)

@@ -17,7 +17,6 @@ import pytest
 from access import CONSOLE_ACCOUNT, SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
 from tests.faults import (
-    AlertSubscriber,
     FaultLog,
     FaultPlan,
     ReliablePublisher,
@@ -33,6 +32,7 @@ from tests.faults import (
 )
 from tests.helpers import eventually
 from tests.integration.conftest import IngestProcess, service_env
+from tests.mqtt import SessionSubscriber
 
 SHORT = FaultPlan("short", stream_s=40, rate=400, influx_down_s=5)
 FULL = FaultPlan("full", stream_s=420, rate=1000, influx_down_s=120, devices=50)
@@ -59,7 +59,10 @@ def test_compound_faults_lose_nothing(
     ingest = IngestProcess(env, tmp_path / "ingest.log")
     ingest.start()
     name = topic_prefix.rstrip("/")
-    subscriber = AlertSubscriber(broker.url_as(CONSOLE_ACCOUNT), f"alerts-{name}", topic_prefix)
+    subscriber = SessionSubscriber(
+        broker.url_as(CONSOLE_ACCOUNT), f"alerts-{name}", f"{topic_prefix}alerts/#"
+    )
+    subscriber.connect(subscribe=True)  # once: a persistent session, never subscribed again
     publisher = ReliablePublisher(broker.url_as(SIMULATOR_ACCOUNT), f"stream-{name}")
     stream = Stream(topic_prefix, plan.devices, plan.seqs, base_ms=int(time.time() * 1000) - 3_600_000)
     assert ingest.proc is not None
@@ -104,6 +107,6 @@ def test_compound_faults_lose_nothing(
         )
     finally:
         publisher.close()
-        subscriber.close()
+        subscriber.disconnect()
         if ingest.proc is not None and ingest.proc.poll() is None:
             ingest.stop()

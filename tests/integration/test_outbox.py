@@ -13,7 +13,6 @@ import itertools
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,67 +20,19 @@ from typing import Any
 
 import httpx
 import orjson
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from access import SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
-from simulators import parse_mqtt_url
 from tests.conftest import running
 from tests.helpers import API_AUTH, eventually, write_registry
 from tests.integration.conftest import IngestProcess, service_env
-from tests.mqtt import TestClient
+from tests.mqtt import SessionSubscriber, TestClient
 
 pytestmark = pytest.mark.slow  # waits for the contract's 2-minute escalation of a critical event
 
 ESCALATION_S = 120
 _names = itertools.count()
-
-
-class SessionSubscriber:
-    """A persistent MQTT session (fixed client id, clean_start False, session expiry): QoS 1
-    messages published while it is away are queued for it by the broker, across its restart."""
-
-    def __init__(self, url: str, client_id: str, topic: str) -> None:
-        self.host, self.port, user, password = parse_mqtt_url(url)
-        self.topic = topic
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
-        self.client.username_pw_set(user, password)
-        self.client.max_inflight_messages_set(1000)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *args: self._subscribed.set()
-
-    def connect(self, subscribe: bool) -> None:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = 3600
-        self.client.connect(self.host, self.port, clean_start=False, properties=properties)
-        self.client.loop_start()
-        eventually(self.client.is_connected, timeout=10, what=f"{self.topic} subscriber connected")
-        if subscribe:
-            self.client.subscribe(self.topic, qos=1)
-            eventually(self._subscribed.is_set, timeout=10, what=f"SUBACK for {self.topic}")
-
-    def disconnect(self) -> None:
-        """Away, the session stays (its expiry is not over)."""
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self._lock:
-            self.received.append((message.topic, orjson.loads(message.payload)))
-
-    def messages(self) -> list[tuple[str, dict[str, Any]]]:
-        with self._lock:
-            return list(self.received)
 
 
 @dataclass
