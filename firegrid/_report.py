@@ -128,14 +128,6 @@ def mean(values: Iterable[float | None]) -> float | None:
     return round(sum(present) / len(present), 1) if present else None
 
 
-def state_at(event: EventAt) -> str:
-    if event.closed_at is not None:
-        return "closed"
-    if event.resolved_at is not None:
-        return "resolved"
-    return "open" if event.acked_at is None else "acknowledged"
-
-
 def open_hazards(events: Iterable[EventAt], registry: Registry, cut_ms: int) -> list[OpenHazard]:
     """The hazards among ``events`` still unresolved (those the index's hazards group counts),
     most severe first, then oldest."""
@@ -154,7 +146,7 @@ def open_hazards(events: Iterable[EventAt], registry: Registry, cut_ms: int) -> 
                 device_id=event.device_id,
                 site_id=device.site_id if device is not None else "",
                 raised_at=event.raised_at,
-                state=state_at(event),
+                state="open" if event.acked_at is None else "acknowledged",  # unresolved by then
                 escalated=not handling.acked_on_time() and handling.deadline_ms() <= cut_ms,
             )
         )
