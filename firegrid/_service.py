@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
@@ -13,7 +14,7 @@ from types import FrameType
 import paho.mqtt.client as mqtt
 
 from access import Access
-from devices import ConfigError, FiregridError, Registry, Topics
+from devices import ConfigError, FiregridError, Registry, StoreStoppingError, Topics
 from firegrid._hazards import Hazards, now_ms
 from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app, listen
 from firegrid._settings import Settings
@@ -72,7 +73,14 @@ class IngestService:
         self._subscribed = threading.Event()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(settings.data_dir / "spool.sqlite", durable_fsync=settings.durable_fsync)
-        self.store = Store(self._influx_client, self.spool, self.metrics, self._on_rejected, self._on_fatal)
+        self.store = Store(
+            self._influx_client,
+            self.spool,
+            self.metrics,
+            self._on_rejected,
+            self._on_fatal,
+            spool_max_bytes=round(settings.spool_max_mb * 2**20),
+        )
         self.inbox = Inbox()
         prefix = settings.topic_prefix
         topics = Topics(prefix)
@@ -263,6 +271,7 @@ class IngestService:
         """Clean stop: process and ack what was received, then disconnect (the session stays)."""
         self.request_stop()
         self._worker.join()
+        self.store.closing()  # a batch that would wait for room in the spool is left to the broker
         if lines := self.hazards.drain_lines():
             self.committer.submit(lines, ())
         if lines := self.pipeline.rate_limited_lines(final=True):  # the minutes still open
@@ -270,10 +279,11 @@ class IngestService:
         self.safety_points.stop()
         self.committer.close()  # everything processed is durable and acked
         self.consumer.stop()
-        for batch in iter(lambda: self.inbox.take(self.settings.batch_max, timeout=0), []):
-            # arrived during the disconnect: made durable, not acked (the broker redelivers it)
-            self.store.put(self.pipeline.process(batch))
-        self.store.put(self.hazards.drain_lines())
+        with contextlib.suppress(StoreStoppingError):  # no room: the broker redelivers them
+            for batch in iter(lambda: self.inbox.take(self.settings.batch_max, timeout=0), []):
+                # arrived during the disconnect: made durable, not acked (the broker redelivers it)
+                self.store.put(self.pipeline.process(batch))
+            self.store.put(self.hazards.drain_lines())
         self.http.stop()  # before the event store it reads closes
         self.http_threads.close()
         self.safety.close()

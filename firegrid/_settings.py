@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     stats_interval_s: float = Field(default=10.0, gt=0)
     durable_fsync: bool = False
     """fsync every spool commit (survives power loss, not only kill -9), at a cost in speed."""
+    spool_max_mb: float = Field(default=1024.0, gt=0)
+    """The spool's bound (compressed batches); at it, acknowledgements are held (never dropped)."""
     device_rate: str = "5/300"
     """Per-device rate limit (CONTRACT §10): ``rate/burst`` (messages a second sustained, burst),
     or ``0`` (off)."""
