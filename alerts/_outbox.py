@@ -10,8 +10,10 @@ window (after an outage the backlog drains without flooding paho's memory or the
 
 PUBACKs: paho calls :meth:`on_published` on its network thread while holding its own lock, and a
 store call publishing under ours waits for that lock, so the callback takes no lock: it records
-the message id and wakes the thread, which maps ids to rows and deletes the acknowledged rows,
-one transaction per :data:`DELETE_LINGER_S` (not one per PUBACK). A ``kill -9`` before that
+the message id, and wakes the thread only when rows wait for room in the window. Otherwise the
+thread, which looks every :data:`DELETE_LINGER_S` while anything is unacknowledged, maps the ids
+to rows and deletes the acknowledged rows in one transaction: not a wake-up and a commit per
+PUBACK, which would compete with the alert path for the GIL and the database. A ``kill -9`` before that
 delete publishes them again after the restart: a duplicate, which a subscriber drops by
 (event_id, rev). Duplicates are allowed, loss is not.
 
@@ -71,6 +73,10 @@ class Outbox:
         self._links: deque[bool] = deque()
         self._link_up = connected
         self._wake = threading.Event()
+        self._behind = False
+        """Rows wait for room in the window (read without the lock by :meth:`on_published`)."""
+        self._asleep = True
+        """The thread waits without a timeout (nothing unacknowledged): a hand-over must wake it."""
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="alert-outbox", daemon=True)
         self._thread.start()
@@ -105,7 +111,8 @@ class Outbox:
                 for row in rows:
                     if len(self._window) >= WINDOW or not self._hand_over(row):
                         break
-            if self._cursor <= self._committed_id or self._done:
+            self._behind = self._cursor <= self._committed_id
+            if self._behind or self._asleep:
                 self._wake.set()
 
     # -- the publisher's callbacks (network thread; no locks) ---------------------------------------
@@ -113,7 +120,8 @@ class Outbox:
     def on_published(self, mid: int, error: str | None = None) -> None:
         """The broker acknowledged message ``mid`` (``error``: the PUBACK's failure reason)."""
         self._acks.append((mid, error))
-        self._wake.set()
+        if self._behind:
+            self._wake.set()
 
     def on_connection_change(self, up: bool) -> None:
         """Connected (publish everything again, oldest first) or disconnected (hold everything)."""
@@ -135,10 +143,8 @@ class Outbox:
         self._delete(done)
 
     def _run(self) -> None:
+        linger: float | None = None
         while not self._closing:
-            linger = None
-            if self._done:
-                linger = max(0.0, self._done_since + DELETE_LINGER_S - time.monotonic())
             self._wake.wait(linger)
             self._wake.clear()
             if self._closing:
@@ -148,10 +154,22 @@ class Outbox:
                     self._take_links()
                     self._take_acks()
                     self._pump()
+                    self._behind = self._connected and self._cursor <= self._committed_id
                     done = self._take_done(force=False)
+                    linger = self._linger()
                 self._delete(done)
-            except Exception:  # e.g. a database error: keep the rows, retry at the next wake-up
+            except Exception:  # e.g. a database error: keep the rows, retry in a while
                 log.exception("alert outbox: round failed")
+                linger = DELETE_LINGER_S
+
+    def _linger(self) -> float | None:
+        """How long the thread may wait: until the pending deletion is due, a while when messages
+        are unacknowledged (their PUBACKs do not wake it), or until woken."""
+        if self._done:
+            self._asleep = False
+            return max(0.0, self._done_since + DELETE_LINGER_S - time.monotonic())
+        self._asleep = not (self._sent or self._acks)
+        return None if self._asleep else DELETE_LINGER_S
 
     def _take_links(self) -> None:
         while self._links:
