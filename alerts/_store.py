@@ -12,6 +12,7 @@ committed with it into the outbox and leave it on the broker's PUBACK (CONTRACT 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -29,7 +30,7 @@ from alerts._event import SEVERITY_RANK, STATES, Event, key_text
 from alerts._outbox import Outbox
 from alerts._points import PointClock, event_line
 from alerts._routing import QOS, Publication, Publisher, StationIndex
-from devices import Registry, Topics
+from devices import EventStoreFullError, Registry, Topics
 from rules import SEVERITIES, Hit
 
 log = logging.getLogger(__name__)
@@ -348,7 +349,13 @@ class EventStore:
                     result.event_id,
                     result.error,
                 )
-            outcome = self._commit(batch)
+            try:
+                outcome = self._commit(batch)
+            except EventStoreFullError as exc:  # nothing changed: the worker is told why
+                log.error("action refused: %s (worker %s, %s)", exc, worker_id, result.event_id)
+                outcome = Outcome()
+                error = "the event store has no room (disk full); try again"
+                result = ActionResult(result.event_id, result.action, False, error)
             outcome.result = result
             if _TOPIC_UNSAFE.isdisjoint(worker_id) and worker_id:
                 # Not through the outbox: a result is not an event change (§13) but the answer
@@ -517,6 +524,12 @@ class EventStore:
                     writer.set_meta(_FLOOR, self._clock.high_ms)
                 if outbox is not None and outcome.published:
                     rows = outbox.add(writer, outcome.published)
+        except sqlite3.OperationalError as exc:
+            self._load()
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc):
+                raise EventStoreFullError(f"no space left for the event store {self.path}: {exc}") from exc
+            log.exception("event store: commit failed; reloaded the events from %s", self.path)
+            raise
         except Exception:
             log.exception("event store: commit failed; reloading the events from %s", self.path)
             self._load()

@@ -4,6 +4,7 @@ from devices._all import KIND_BY_NAME, KIND_CODE, KINDS
 from devices._errors import (
     ConfigError,
     DemoError,
+    EventStoreFullError,
     FiregridError,
     InfluxAuthError,
     InfluxError,
@@ -58,6 +59,7 @@ __all__ = [
     "Device",
     "DeviceTopic",
     "ElectricalPayload",
+    "EventStoreFullError",
     "FieldValue",
     "FiregridError",
     "Grid",

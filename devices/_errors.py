@@ -102,3 +102,8 @@ class SpoolFullError(ServiceError):
 class StoreStoppingError(ServiceError):
     """The store was stopped while a batch waited for room: that batch stays unacknowledged (the
     broker delivers it again)."""
+
+
+class EventStoreFullError(ServiceError):
+    """The event store's disk is full: the change was not committed (the store reloaded what it
+    had). Readings wait (unacknowledged) and are processed again; an action is refused."""

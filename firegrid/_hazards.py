@@ -5,6 +5,10 @@ connection changes and PUBACKs of alerts, which arrive on the MQTT network threa
 serialises the first, its outbox takes the others without a lock (CONTRACT §13). Lines for InfluxDB
 (`events` points) are queued and written by the pipeline with the next batch, through the same
 durable path as readings.
+
+A full disk under the event store (:class:`EventStoreFullError`) holds the pipeline: the batch's
+hits are committed again each second until there is room, so nothing of it is acknowledged
+meanwhile and the broker keeps the backlog; one line in the log says so, one when it resumes.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,7 @@ import paho.mqtt.client as mqtt
 
 from access import Visibility
 from alerts import EventStore, Outcome, Publisher
-from devices import Reading, Registry, RulesError, encode_line, series_key
+from devices import EventStoreFullError, Reading, Registry, RulesError, encode_line, series_key
 from firegrid._http import MAX_LIMIT, EventQuery
 from rules import RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
 
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 SNAPSHOT_INTERVAL_MS = 5_000
 FLEET_INTERVAL_MS = 60_000
 TIMER_INTERVAL_MS = 500
+HOLD_RETRY_S = 1.0
+"""How often a change the full event store refused is tried again."""
 
 
 def now_ms() -> int:
@@ -48,9 +55,12 @@ class Hazards:
         topic_prefix: str = "",
         durable_fsync: bool = False,
         rate_limit_per_s: float | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
-        """``rate_limit_per_s``: ingest's per-device limit, the threshold of DEVICE_FLOODING."""
+        """``rate_limit_per_s``: ingest's per-device limit, the threshold of DEVICE_FLOODING;
+        ``stopping``: set when the service stops (a held change then gives up)."""
         self._rate_limit_per_s = rate_limit_per_s
+        self._stopping = stopping or threading.Event()
         self._snapshot_path = data_dir / "rules.snapshot"
         self._snapshots = SnapshotWriter(self._snapshot_path)
         now = now_ms()
@@ -86,7 +96,7 @@ class Hazards:
         if limited:
             hits += self.engine.limited(limited, now_ms, self._rate_limit_per_s)
         if hits:
-            self._take(self.events.process(hits, now_ms))
+            self._take(self._held(lambda: self.events.process(hits, now_ms)))
         return self.drain_lines()
 
     def on_idle(self, now: int) -> list[str]:
@@ -99,16 +109,38 @@ class Hazards:
             if due is not None and due <= now:
                 hits = self.engine.tick(now)
                 if hits:
-                    self._take(self.events.process(hits, now))
+                    self._take(self._held(lambda: self.events.process(hits, now)))
             due = self.events.next_deadline()
             if due is not None and due <= now:
-                self._take(self.events.tick(now))
+                self._take(self._held(lambda: self.events.tick(now)))
         if now >= self._next_snapshot:
             self.save(now)
         if now >= self._next_fleet:
             self._next_fleet = now + FLEET_INTERVAL_MS
             self._lines.extend(self.fleet_lines(now))
         return self.drain_lines()
+
+    def _held(self, change: Callable[[], Outcome]) -> Outcome:
+        """``change()``, tried again while the event store's disk is full (see the module doc);
+        raises EventStoreFullError when the service stops meanwhile."""
+        held: EventStoreFullError | None = None
+        while True:
+            try:
+                outcome = change()
+            except EventStoreFullError as exc:
+                if held is None:
+                    log.error(
+                        "holding the pipeline: %s; readings wait unacknowledged (the broker keeps "
+                        "them) until there is room",
+                        exc,
+                    )
+                held = exc
+                if self._stopping.wait(HOLD_RETRY_S):
+                    raise
+                continue
+            if held is not None:
+                log.warning("the event store has room again; the pipeline goes on")
+            return outcome
 
     def fleet_lines(self, now: int) -> list[str]:
         """`fleet` points (extension of §6): devices registered and online per district and kind."""

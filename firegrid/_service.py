@@ -104,6 +104,7 @@ class IngestService:
             topic_prefix=prefix,
             durable_fsync=settings.durable_fsync,
             rate_limit_per_s=device_rate.per_s if device_rate is not None else None,
+            stopping=self._stopping,
         )
         # the hazard sink publishes through the consumer's client and hears of its connection
         self.consumer.on_connection_change = self._on_connection_change

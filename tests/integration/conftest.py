@@ -15,7 +15,7 @@ import pytest
 
 from access import INGEST_ACCOUNT
 from firegrid._services import Influxd, Mosquitto, free_port
-from tests.helpers import eventually, write_api_credentials, write_registry
+from tests.helpers import API_AUTH, eventually, write_api_credentials, write_registry
 
 
 class IngestProcess:
@@ -54,6 +54,13 @@ class IngestProcess:
 
     def metrics(self) -> str:
         return httpx.get(f"{self.http}/metrics", timeout=5).text
+
+    def events(self, **params: str) -> list[dict[str, Any]]:
+        """``/events`` as the suite's API account (every event)."""
+        response = httpx.get(f"{self.http}/events", params=params, auth=API_AUTH, timeout=10)
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()
+        return events
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         assert self.proc is not None

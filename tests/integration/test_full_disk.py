@@ -1,6 +1,7 @@
 """A full disk under ingest's data directory (spool, event store, rule snapshots) while InfluxDB is
-down: a clear log line, nothing acknowledged is lost (the broker keeps what could not be made
-durable), and everything reaches InfluxDB exactly once when space and InfluxDB return.
+down and a detector alarms: clear log lines, nothing acknowledged is lost (the broker keeps what
+could not be made durable), everything reaches InfluxDB exactly once and the alarm's event is
+raised once, when space and InfluxDB return.
 
 The small disk is a tmpfs the test mounts (the suite runs as root, as `make setup` requires).
 """
@@ -82,11 +83,13 @@ def test_full_disk_holds_acks_and_recovers_without_loss(
         filler = fill(small_disk)
         assert shutil.disk_usage(small_disk).free < 65536
         client.publish_many(_stream(topic_prefix, 200, 3000, base))
-        eventually(
-            lambda: "holding acknowledgements" in ingest.log(), timeout=60, what="ingest says it holds acks"
-        )
+        client.publish(f"{topic_prefix}fire/D01/smoke/S0000", {"ts": int(time.time() * 1000), "alarm": True})
+        for what in ("holding acknowledgements", "holding the pipeline"):
+            eventually(lambda what=what: what in ingest.log(), timeout=60, what=f"ingest says {what!r}")
         held = [line for line in ingest.log().splitlines() if "holding acknowledgements" in line]
         assert "no space left" in held[0] and "nothing is lost" in held[0], held
+        pipeline = [line for line in ingest.log().splitlines() if "holding the pipeline" in line]
+        assert len(pipeline) == 1 and "event store" in pipeline[0], pipeline
         assert "Traceback" not in ingest.log()
         assert ingest.proc is not None and ingest.proc.poll() is None  # still running
         assert metric(ingest, "firegrid_spool_held") == 1
@@ -96,7 +99,11 @@ def test_full_disk_holds_acks_and_recovers_without_loss(
         eventually(lambda: _all_arrived(influx, influx_db, 3000), timeout=120, what="everything written")
         _assert_exactly_once(influx, influx_db, 3000)
         eventually(lambda: metric(ingest, "firegrid_spool_held") == 0, what="acks flow again")
-        assert "acknowledging again" in ingest.log()
+        assert "acknowledging again" in ingest.log() and "the pipeline goes on" in ingest.log()
+        alarms = eventually(
+            lambda: [e for e in ingest.events() if e["type"] == "FIRE_ALARM"], what="the alarm's event"
+        )
+        assert [e["device_id"] for e in alarms] == ["S0000"]
         assert ingest.stop() == 0
     finally:
         client.close()
