@@ -49,9 +49,18 @@ class ActionResult:
     action: str | None
     ok: bool
     error: str | None = None
+    at: int | None = None
+    """When the change took effect (service time, the transition's ``at_ms``); None when refused.
+    An extension of CONTRACT §8: a worker's client learns the time its history shows."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "action": self.action, "ok": self.ok, "error": self.error}
+        return {
+            "event_id": self.event_id,
+            "action": self.action,
+            "ok": self.ok,
+            "error": self.error,
+            "at": self.at,
+        }
 
 
 @dataclass(frozen=True, slots=True)

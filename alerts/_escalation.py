@@ -1,8 +1,8 @@
 """Escalation deadlines: an event not acknowledged in time is escalated, once.
 
-The deadline counts on the service clock from the moment firegrid raised the event (for live
-traffic that is ``raised_at``; for a late gateway upload of old readings it is the upload, so
-the workers get their full time to acknowledge). When an open event's severity rises (a
+The deadline counts on the service clock from the moment firegrid raised the event, its
+``raised_at`` (service time, CONTRACT §12; for a late gateway upload of old readings that is the
+upload, so the workers get their full time to acknowledge). When an open event's severity rises (a
 CABLE_OVERHEAT turning critical), its deadline becomes the earlier of the old one and *now* +
 the new severity's time. An event escalates when ``now_ms >= deadline`` (exactly at the
 deadline, not 1 ms before).

@@ -243,7 +243,7 @@ class EventStore:
             value=hit.value,
             threshold=hit.threshold,
             count=1,
-            raised_at=hit.ts,
+            raised_at=now_ms,  # service time (CONTRACT §12): the deadline counts from here too
             updated_at=now_ms,
             message=hit.message,
             opened_ms=now_ms,
@@ -388,7 +388,7 @@ class EventStore:
             return refused(error)
         if request.action == "comment":
             batch.note(event, now_ms, "comment", request.note, worker_id=worker_id)
-            return ActionResult(event.event_id, request.action, True)
+            return ActionResult(event.event_id, request.action, True, at=now_ms)
         before, after = MOVES[request.action]
         event.state = after
         event.updated_at = max(event.updated_at, now_ms)
@@ -399,7 +399,7 @@ class EventStore:
             del self._by_id[event.event_id]
         batch.note(event, now_ms, request.action, request.note, worker_id=worker_id, before=before)
         self._changed(batch, event, after, now_ms, with_state=True)
-        return ActionResult(event.event_id, request.action, True)
+        return ActionResult(event.event_id, request.action, True, at=now_ms)
 
     # -- registry ----------------------------------------------------------------------------------
 

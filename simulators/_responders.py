@@ -280,7 +280,13 @@ class Responders:
         self._emit(self._action(job, sent_at, False, f"not sent: {why}", None))
 
     def _action(
-        self, job: _Job, sent_at: int, ok: bool | None, error: str | None, at: int | None
+        self,
+        job: _Job,
+        sent_at: int,
+        ok: bool | None,
+        error: str | None,
+        at: int | None,
+        took_effect_at: int | None = None,
     ) -> WorkerAction:
         event = job.event
         return WorkerAction(
@@ -296,6 +302,7 @@ class Responders:
             ok=ok,
             error=error,
             result_at=at,
+            took_effect_at=took_effect_at,
         )
 
     def _unanswered(self) -> None:
@@ -368,7 +375,10 @@ class Responders:
         now = wall_ms()
         ok = result.get("ok") is True
         error = result.get("error")
-        self._emit(self._action(job, sent_at, ok, error if isinstance(error, str) else None, now))
+        took = result.get("at")
+        took_effect_at = took if ok and isinstance(took, int) and not isinstance(took, bool) else None
+        message = error if isinstance(error, str) else None
+        self._emit(self._action(job, sent_at, ok, message, now, took_effect_at))
         if not ok:
             return
         handling = job.handling

@@ -63,7 +63,7 @@ class WorkerAction:
     type: str
     severity: str
     raised_at: int
-    """The event's ``raised_at`` (ms epoch: the data time of the reading that raised it)."""
+    """The event's ``raised_at`` (ms epoch, service time: when ingest raised it)."""
     seen_at: int
     """Wall clock (ms epoch) when the event's first alert arrived: the acknowledgement's delay
     counts from here (ingest raised the event and started its escalation deadline just before)."""
@@ -75,6 +75,9 @@ class WorkerAction:
     error: str | None
     result_at: int | None
     """Wall clock (ms epoch) when the result arrived."""
+    took_effect_at: int | None = None
+    """The result's ``at``: when the change took effect (service time, as the event's history
+    shows it); None when refused or without a result."""
 
     def line(self) -> bytes:
         return orjson.dumps(
@@ -92,6 +95,7 @@ class WorkerAction:
                 "ok": self.ok,
                 "error": self.error,
                 "result_at": self.result_at,
+                "took_effect_at": self.took_effect_at,
             }
         )
 

@@ -85,7 +85,14 @@ def test_alerts_and_actions_over_the_broker(
         worker.publish(f"{topic_prefix}actions/W0", {"event_id": event_id, "action": "ack", "note": "going"})
         result_topic = f"{topic_prefix}actions/W0/result"
         [result] = eventually(lambda: _on(worker, result_topic), what="action result")
-        assert result == {"event_id": event_id, "action": "ack", "ok": True, "error": None}
+        assert result == {
+            "event_id": event_id,
+            "action": "ack",
+            "ok": True,
+            "error": None,
+            "at": result["at"],
+        }
+        assert isinstance(result["at"], int) and result["at"] > 0
         eventually(lambda: len(_on(watcher, grid_topic)) == 2, what="acknowledged event republished")
         assert _on(watcher, grid_topic)[1]["state"] == "acknowledged"
 

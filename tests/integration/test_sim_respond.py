@@ -170,6 +170,7 @@ def test_simulated_workers_handle_their_events_as_the_ground_truth_says(
             mine, [h for h in history if h["action"] in ("ack", "resolve", "close")], strict=True
         ):
             assert line["sent_at"] <= step["at_ms"] <= line["result_at"], (line, step)
+            assert line["took_effect_at"] == step["at_ms"], (line, step)  # the result's at
         final = event(event_id)
         assert final["state"] == "closed" and not final["escalated"]
         assert mine[0]["sent_at"] - mine[0]["seen_at"] < DEADLINE_S * 1000

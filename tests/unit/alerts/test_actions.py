@@ -33,7 +33,13 @@ def test_ack_resolve_close_by_the_right_people(
 ) -> None:
     ack = _do(store, "W0", event_id, "ack", "on my way", T0 + 1000)
     assert ack.result is not None and ack.result.ok
-    assert _result(publisher, "W0") == {"event_id": event_id, "action": "ack", "ok": True, "error": None}
+    assert _result(publisher, "W0") == {
+        "event_id": event_id,
+        "action": "ack",
+        "ok": True,
+        "error": None,
+        "at": T0 + 1000,  # the transition's time, as the history shows it
+    }
     [published] = publisher.on("alerts/D01/D01-G00")
     assert published["state"] == "acknowledged" and published["updated_at"] == T0 + 1000
     assert parse_line(ack.lines[0])[2]["state"] == "acknowledged"
@@ -42,7 +48,13 @@ def test_ack_resolve_close_by_the_right_people(
     assert resolve.result is not None and resolve.result.ok
     close = _do(store, "SUP1", event_id, "close", "verified", T0 + 3000)
     assert close.result is not None and close.result.ok
-    assert _result(publisher, "SUP1") == {"event_id": event_id, "action": "close", "ok": True, "error": None}
+    assert _result(publisher, "SUP1") == {
+        "event_id": event_id,
+        "action": "close",
+        "ok": True,
+        "error": None,
+        "at": T0 + 3000,
+    }
     states = [e["state"] for e in publisher.on("alerts/D01/D01-G00")]
     assert states == ["acknowledged", "resolved", "closed"]
     assert [parse_line(line)[2]["state"] for line in (*resolve.lines, *close.lines)] == ["resolved", "closed"]

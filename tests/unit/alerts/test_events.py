@@ -55,7 +55,7 @@ def test_raise_publishes_every_contract_field_to_the_grid_topic(
         "value": 74.5,
         "threshold": 70.0,
         "count": 1,
-        "raised_at": T0,
+        "raised_at": T0 + 5,  # service time: when firegrid raised it (the reading's ts is T0)
         "updated_at": T0 + 5,
         "message": "Cable 74.5 °C",
         "rev": 1,

@@ -29,7 +29,8 @@ MOVES: Final = {
     "resolve": ("acknowledged", "resolved"),
     "close": ("resolved", "closed"),
 }
-RESULT_KEYS: Final = {"event_id", "action", "ok", "error"}
+RESULT_KEYS: Final = {"event_id", "action", "ok", "error", "at"}
+"""CONTRACT §8's result, and ``at`` (when the change took effect; an extension)."""
 TOPICS: Final = Topics("")
 
 UNKNOWN_WORKERS: Final = ("W9", "SUP2", "w0", "W00", "sup1", "W4")
@@ -185,9 +186,10 @@ def act_and_check(
     answer = outcome.result.to_dict()
     assert set(answer) == RESULT_KEYS and isinstance(answer["ok"], bool)
     if answer["ok"]:
-        assert answer["error"] is None
+        assert answer["error"] is None and isinstance(answer["at"], int)
     else:
         assert isinstance(answer["error"], str) and answer["error"], f"a refusal without a reason: {answer}"
+        assert answer["at"] is None
     want = predict(registry, worker, payload, events)
     got = Prediction(answer["ok"], answer["event_id"], answer["action"])
     assert got == want, (
