@@ -110,6 +110,13 @@ class Probe:
         self.client.loop_stop()
 
 
+def background_traffic(registry: Path, url: str, rate: float, seconds: float) -> subprocess.Popen[bytes]:
+    """The simulator's district traffic (QoS 1) at ``rate`` for ``seconds``, in a process of its own."""
+    command = [sys.executable, "-m", "firegrid", "simulate", "run", "--registry", str(registry)]
+    command += ["--url", url, "--rate", str(rate), "--duration", str(seconds), "--qos", "1", "--no-progress"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=200)
@@ -149,28 +156,7 @@ def main() -> int:
             for round_, rate in enumerate(int(r) for r in args.rates.split(",")):
                 probe.detectors = detectors[round_ * args.samples : (round_ + 1) * args.samples]
                 probe.round = round_
-                background = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "firegrid",
-                        "simulate",
-                        "run",
-                        "--registry",
-                        str(registry_dir),
-                        "--url",
-                        broker.url_as(SIMULATOR_ACCOUNT),
-                        "--rate",
-                        str(rate),
-                        "--duration",
-                        "600",
-                        "--qos",
-                        "1",
-                        "--no-progress",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+                background = background_traffic(registry_dir, broker.url_as(SIMULATOR_ACCOUNT), rate, 600)
                 try:
                     time.sleep(3)  # let the background traffic reach its rate (a benchmark, not a test)
                     pids = {

@@ -43,7 +43,7 @@ from playwright.sync_api import Page, ViewportSize, sync_playwright
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from access import CONSOLE_ACCOUNT, INGEST_ACCOUNT, SECRETS, SIMULATOR_ACCOUNT, make_credentials
-from bench.bench_alert_latency import Probe, cpu_seconds, percentile, received
+from bench.bench_alert_latency import Probe, background_traffic, cpu_seconds, percentile, received
 from devices import Registry
 from firegrid._services import Influxd, Ingest, Mosquitto, WebConsole, free_port, wait_for
 from simulators import write_world
@@ -104,6 +104,7 @@ class HttpBrowser(threading.Thread):
         answer = self.client.post("/login", data={"csrf": csrf[1], "user": user, "password": password})
         assert answer.status_code == 303, (user, answer.status_code)
         self.fragments = 0
+        self.kinds: dict[str, int] = {}
         self.last = ""
         self.stopping = threading.Event()
 
@@ -112,7 +113,9 @@ class HttpBrowser(threading.Thread):
             for line in stream.iter_lines():
                 if self.stopping.is_set():
                     return
-                if line.startswith("event: change"):
+                if line.startswith("event: "):
+                    self.kinds[line[7:]] = self.kinds.get(line[7:], 0) + 1
+                if line.startswith(("event: change", "event: resync")):
                     self.last = self.client.get("/", params={"part": "list"}, headers=LIVE).text
                     self.fragments += 1
 
@@ -201,28 +204,7 @@ def main() -> int:
             ingest.start(60)
             console.start(60)
             probe = Probe(broker.url_as(SIMULATOR_ACCOUNT), detectors)
-            background = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "firegrid",
-                    "simulate",
-                    "run",
-                    "--registry",
-                    str(registry_dir),
-                    "--url",
-                    broker.url_as(SIMULATOR_ACCOUNT),
-                    "--rate",
-                    str(RATE),
-                    "--duration",
-                    "1800",
-                    "--qos",
-                    "1",
-                    "--no-progress",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            background = background_traffic(registry_dir, broker.url_as(SIMULATOR_ACCOUNT), RATE, 1800)
             time.sleep(3)  # let the background traffic reach its rate (a benchmark, not a test)
             pids = {
                 "firegrid": ingest.pid or 0,
@@ -247,6 +229,7 @@ def main() -> int:
                         partial(HttpBrowser.shows, browser, newest), 20, f"{browser.name} shows {newest}"
                     )
                 results[label]["fragments_fetched"] = sum(b.fragments for b in browsers)
+                results[label]["stream_events"] = {b.name: b.kinds for b in browsers}
                 for browser in browsers:
                     browser.close()
             else:

@@ -84,8 +84,12 @@ def test_full_disk_holds_acks_and_recovers_without_loss(
         assert shutil.disk_usage(small_disk).free < 65536
         client.publish_many(_stream(topic_prefix, 200, 3000, base))
         client.publish(f"{topic_prefix}fire/D01/smoke/S0000", {"ts": int(time.time() * 1000), "alarm": True})
-        for what in ("holding acknowledgements", "holding the pipeline"):
-            eventually(lambda what=what: what in ingest.log(), timeout=60, what=f"ingest says {what!r}")
+        said = ("holding acknowledgements", "holding the pipeline")
+        eventually(
+            lambda: all(what in ingest.log() for what in said),
+            timeout=60,
+            what="ingest says it holds acknowledgements and the pipeline",
+        )
         held = [line for line in ingest.log().splitlines() if "holding acknowledgements" in line]
         assert "no space left" in held[0] and "nothing is lost" in held[0], held
         pipeline = [line for line in ingest.log().splitlines() if "holding the pipeline" in line]
