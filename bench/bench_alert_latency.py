@@ -43,29 +43,41 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-class Probe:
-    """Sets one smoke detector after another in alarm; each raises an event, which is published."""
+PROBE_TOPIC = "probe/fire"
+"""The broker round trip's topic: under the one-level prefix ``probe/`` on which the suite broker's
+service accounts are valid, so the simulator's account may publish it and ingest's account (a
+connection of the probe's own, not the running ingest's) may read it."""
 
-    def __init__(self, url: str, detectors: list[tuple[str, str, str]]) -> None:
-        host, port, user, password = parse_mqtt_url(url)
+
+class Probe:
+    """Sets one smoke detector after another in alarm; each raises an event, which is published.
+    With ``echo_url`` it also measures the broker's own round trip (``alerts=False``)."""
+
+    def __init__(self, url: str, detectors: list[tuple[str, str, str]], echo_url: str | None = None) -> None:
         self.detectors = detectors
         self.round = 0
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.username_pw_set(user, password)
-        self.client.on_message = self._on_message
-        self.client.connect(host, port)
-        sock = self.client.socket()
+        self.client = self._connect(url, "alerts/#")
+        self.echo = None if echo_url is None else self._connect(echo_url, f"{PROBE_TOPIC}/#")
+
+    def _connect(self, url: str, topic: str) -> mqtt.Client:
+        host, port, user, password = parse_mqtt_url(url)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        client.username_pw_set(user, password)
+        client.on_message = self._on_message
+        client.connect(host, port)
+        sock = client.socket()
         assert isinstance(sock, socket.socket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # measure firegrid, not Nagle
-        self.client.subscribe([("alerts/#", 1), ("probe/#", 1)])
-        self.client.loop_start()
-        wait_for(self.client.is_connected, 10, "probe connected")
+        client.subscribe(topic, 1)
+        client.loop_start()
+        wait_for(client.is_connected, 10, f"probe connected ({topic})")
+        return client
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
-        if message.topic.startswith("probe/"):
+        if message.topic.startswith(PROBE_TOPIC):
             key = message.payload.decode()
         else:
             body = json.loads(message.payload)
@@ -82,7 +94,8 @@ class Probe:
                 # heartbeats clear alarms on their own, so a toggle would not always change an event)
                 topic, payload = f"fire/{district}/smoke/{device}", orjson.dumps({"ts": ts, "alarm": True})
             else:
-                topic, payload = f"probe/{self.round}/{i}", f"probe:{self.round}:{i}".encode()
+                assert self.echo is not None, "a broker round trip needs Probe(echo_url=...)"
+                topic, payload = f"{PROBE_TOPIC}/{self.round}/{i}", f"probe:{self.round}:{i}".encode()
             sent = time.perf_counter()
             self.client.publish(topic, payload, qos=1)
 
@@ -106,8 +119,10 @@ class Probe:
         return latencies
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self.echo):
+            if client is not None:
+                client.disconnect()
+                client.loop_stop()
 
 
 def background_traffic(registry: Path, url: str, rate: float, seconds: float) -> subprocess.Popen[bytes]:
@@ -152,7 +167,7 @@ def main() -> int:
         probe = None
         try:
             wait_for(lambda: _healthy(port), 60, "firegrid healthy")
-            probe = Probe(broker.url_as(SIMULATOR_ACCOUNT), detectors)
+            probe = Probe(broker.url_as(SIMULATOR_ACCOUNT), detectors, echo_url=broker.url_as(INGEST_ACCOUNT))
             for round_, rate in enumerate(int(r) for r in args.rates.split(",")):
                 probe.detectors = detectors[round_ * args.samples : (round_ + 1) * args.samples]
                 probe.round = round_
