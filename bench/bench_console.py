@@ -62,7 +62,8 @@ def read_secrets(credentials: Path) -> dict[str, str]:
 
 def pick_users(registry: Registry, count: int) -> tuple[list[str], list[tuple[str, str, str]]]:
     """``count`` users: some of the district's supervisors, then one plain worker per staffed grid;
-    and the smoke detectors of every grid those workers hold (the probes' targets)."""
+    and the district's smoke detectors (the probes' targets), those of the workers' grids spread
+    among the others."""
     supervisors = sorted(w for w, worker in registry.workers.items() if worker.is_supervisor)
     users = supervisors[: count // 4]
     grids: list[str] = []
@@ -73,12 +74,12 @@ def pick_users(registry: Registry, count: int) -> tuple[list[str], list[tuple[st
             grids.append(grid_id)
     chosen = set(users)
     watched = {grid_id for grid_id, grid in registry.grids.items() if chosen & set(grid.workers)}
-    detectors = [
-        (d.device_id, d.district, d.grid_id)
-        for d in registry.devices()
-        if d.kind == "smoke" and d.grid_id in watched
-    ]
-    return users, detectors
+    smoke = [(d.device_id, d.district, d.grid_id) for d in registry.devices() if d.kind == "smoke"]
+    # every sample a new event: the signed-in workers' grids' detectors alternate with the others
+    mine = [d for d in smoke if d[2] in watched]
+    others = [d for d in smoke if d[2] not in watched]
+    mixed = [d for pair in zip(mine, others, strict=False) for d in pair]
+    return users, mixed + mine[len(others) :] + others[len(mine) :]
 
 
 def niced_chromium(work: Path, nice: int) -> str:
