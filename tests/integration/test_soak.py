@@ -7,7 +7,9 @@ sampled 30 times (each minute); they must stay flat within noise:
   minutes 5-10 (the first 5 minutes are warm-up: allocator arenas, SQLite caches, the registry);
 - open files: the last third's highest at most 2 above minutes 5-10's (a keep-alive connection
   to InfluxDB or an HTTP client more or less is noise; a leak grows every minute);
-- threads: the last third's highest no higher than minutes 5-10's;
+- threads: the last third's median, and its last sample, no higher than minutes 5-10's highest
+  (a thread that comes and goes for a minute or two is not growth; the 30-minute run of
+  2026-12-03 saw one such, 11 -> 12 at minutes 20-21 and back);
 - the spool is empty once the traffic stops, and every message sent was received.
 
 ``FIREGRID_SOAK_S`` shortens the run (e.g. 180 to check the test itself); ``make soak`` runs the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -138,4 +141,6 @@ def test_soak_resources_stay_flat(
     assert reference and tail
     assert max(s.rss_kb for s in tail) <= 1.10 * max(s.rss_kb for s in reference), "RSS grows"
     assert max(s.fds for s in tail) <= max(s.fds for s in reference) + 2, "open files grow"
-    assert max(s.threads for s in tail) <= max(s.threads for s in reference), "threads grow"
+    threads = max(s.threads for s in reference)
+    assert statistics.median(s.threads for s in tail) <= threads, "threads grow"
+    assert tail[-1].threads <= threads, "threads grow"
