@@ -44,8 +44,10 @@ bench: setup
 demo: setup
 	$(BIN)/firegrid demo $(DEMO_ARGS)
 
-# Long runs: the tests marked soak (fuzzing with 100,000+ inputs each; `make test` deselects
-# them), then the outage, kill -9 and broker-restart tests, many times over.
+# Long runs: the tests marked soak (`make test` deselects them): fuzzing with 100,000+ inputs
+# each, the full compound fault run (InfluxDB down 2 minutes, two broker restarts, three kill -9)
+# and the 30-minute soak at 2,000 msg/s (docs/RELIABILITY.md); then the outage, kill -9 and
+# broker-restart tests, many times over.
 SOAK_ROUNDS ?= 20
 soak: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m soak -s --timeout 7200
