@@ -74,6 +74,8 @@ MAX_GRIDS: Final = 300
 ACTION_TIMEOUT_S: Final = 10.0
 MAX_FORM_BYTES: Final = 64 * 1024
 MAX_INBOX: Final = 500
+MAX_SHARED_LISTS: Final = 256
+"""Rendered inbox lists kept for sharing (by rights and cache state); all dropped when full."""
 KEEPALIVE_S: Final = 15.0
 WRONG: Final = "Wrong user or password"
 CSRF_REFUSED: Final = (
@@ -176,6 +178,7 @@ class Console:
             ca_file=settings.mqtt_ca,
         )
         self.templates = _templates()
+        self._lists: dict[tuple[object, ...], str] = {}
         self._pending: dict[tuple[str, str, str], deque[asyncio.Future[dict[str, Any]]]] = {}
         self._sync_wanted: asyncio.Event | None = None
         self.app = SecurityHeaders(self._build())
@@ -428,10 +431,27 @@ class Console:
         signed_in = self._signed_in(request, touch=not self._is_live(request))
         if signed_in is None:
             return self._to_login()
-        events = self.cache.visible(signed_in[1])
-        context = {"events": events[:MAX_INBOX], "more": max(0, len(events) - MAX_INBOX)}
-        name = "_inbox_list.html" if request.query_params.get("part") == "list" else "inbox.html"
-        return self._render(name, context, signed_in=signed_in)
+        seen = signed_in[1]
+        if request.query_params.get("part") == "list":
+            return self._inbox_list(seen)
+        return self._render("inbox.html", self._inbox_context(seen), signed_in=signed_in)
+
+    def _inbox_context(self, seen: Visibility) -> dict[str, Any]:
+        events = self.cache.visible(seen)
+        return {"events": events[:MAX_INBOX], "more": max(0, len(events) - MAX_INBOX)}
+
+    def _inbox_list(self, seen: Visibility) -> HTMLResponse:
+        """The inbox's live region: it depends only on the events ``seen`` allows, so every
+        session with the same rights shares one rendering per state of the cache (a change
+        reaching 20 supervisors costs one render, not 20)."""
+        key = (seen.role, seen.grids, seen.station, self.cache.mark())
+        html = self._lists.get(key)
+        if html is None:
+            html = self.templates.get_template("_inbox_list.html").render(self._inbox_context(seen))
+            if len(self._lists) >= MAX_SHARED_LISTS:
+                self._lists.clear()
+            self._lists[key] = html
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def _visible_event(self, seen: Visibility, event_id: str) -> dict[str, Any] | None:
         """The event with its history if ``seen`` allows it; None otherwise (or none such)."""

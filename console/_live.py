@@ -117,6 +117,7 @@ class EventCache:
             for event_id in [e for e, at in self._applied_at.items() if at <= mark and e not in listed]:
                 self._events.pop(event_id, None)
                 self._applied_at.pop(event_id, None)
+                self._last = next(self._seq)  # a change too: what was rendered before is stale
             self.synced = True
 
     def get(self, event_id: str) -> dict[str, Any] | None:

@@ -149,3 +149,23 @@ def test_live_needs_a_session_and_unknown_pages_are_404(client: TestClient) -> N
     missing = client.get("/no/such/page")
     assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.text
     assert client.get("/healthz").json()["mqtt"] == "disconnected"
+
+
+def test_sessions_with_the_same_rights_share_one_rendered_inbox_until_a_change(
+    console: Console, passwords: dict[str, str]
+) -> None:
+    console.cache.apply(event("E1", grid_id="D01-G00"))
+    browsers = [TestClient(console.app), TestClient(console.app)]
+    for browser in browsers:
+        sign_in(browser, "W0", passwords["W0"])
+    live = {"X-Firegrid-Live": "1"}
+    first = [b.get("/", params={"part": "list"}, headers=live).text for b in browsers]
+    assert first[0] == first[1] and "E1" in first[0]
+    assert len(console._lists) == 1  # one rendering served both
+    console.cache.apply(event("E2", grid_id="D01-G00"))
+    after = browsers[1].get("/", params={"part": "list"}, headers=live).text
+    assert "E2" in after and after != first[0]
+    supervisor = TestClient(console.app)
+    sign_in(supervisor, "SUP1", passwords["SUP1"])
+    assert "E2" in supervisor.get("/", params={"part": "list"}, headers=live).text
+    assert len(console._lists) == 3  # other rights, another rendering
