@@ -17,7 +17,6 @@ import heapq
 import itertools
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ import paho.mqtt.client as mqtt
 from access import Visibility
 from alerts import EventStore, Outcome, Publisher
 from devices import EventStoreFullError, Reading, Registry, RulesError, encode_line, series_key
+from firegrid._clock import WALL_CLOCK, Clock
 from firegrid._http import MAX_LIMIT, EventQuery
 from rules import RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
 
@@ -38,10 +38,6 @@ FLEET_INTERVAL_MS = 60_000
 TIMER_INTERVAL_MS = 500
 HOLD_RETRY_S = 1.0
 """How often a change the full event store refused is tried again."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Hazards:
@@ -56,14 +52,23 @@ class Hazards:
         durable_fsync: bool = False,
         rate_limit_per_s: float | None = None,
         stopping: threading.Event | None = None,
+        clock: Clock = WALL_CLOCK,
     ) -> None:
         """``rate_limit_per_s``: ingest's per-device limit, the threshold of DEVICE_FLOODING;
-        ``stopping``: set when the service stops (a held change then gives up)."""
+        ``stopping``: set when the service stops (a held change then gives up); ``clock``: the
+        service clock (the time of actions, connection changes, reloads and snapshots).
+
+        The timers (offline, missed patrols, escalation) and the ``fleet`` points run on the
+        service clock; snapshots are taken every 5 s of *wall* time whatever its scale (they
+        are about what a crash may lose), and ``fleet`` points at most once a wall second."""
+        self.now_ms = clock.reader()
+        self._snapshot_every_ms = round(SNAPSHOT_INTERVAL_MS * clock.scale)
+        self._fleet_every_ms = max(FLEET_INTERVAL_MS, round(1000 * clock.scale))
         self._rate_limit_per_s = rate_limit_per_s
         self._stopping = stopping or threading.Event()
         self._snapshot_path = data_dir / "rules.snapshot"
         self._snapshots = SnapshotWriter(self._snapshot_path)
-        now = now_ms()
+        now = self.now_ms()
         data = load_snapshot(self._snapshot_path)
         engine: RuleEngine | None = None
         if data is not None:
@@ -83,7 +88,7 @@ class Hazards:
         )
         self._lines: deque[str] = deque()
         self._connection_changes: deque[tuple[bool, int]] = deque()
-        self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
+        self._next_snapshot = now + self._snapshot_every_ms
         self._next_timers = now
         self._next_fleet = now  # a first count right away, then every minute
         self._stations_of: tuple[Registry, dict[str, str]] | None = None
@@ -116,7 +121,7 @@ class Hazards:
         if now >= self._next_snapshot:
             self.save(now)
         if now >= self._next_fleet:
-            self._next_fleet = now + FLEET_INTERVAL_MS
+            self._next_fleet = now + self._fleet_every_ms
             self._lines.extend(self.fleet_lines(now))
         return self.drain_lines()
 
@@ -155,11 +160,11 @@ class Hazards:
 
     def save(self, now: int) -> None:
         """Snapshot the rule state; written in the background (skipped while one is writing)."""
-        self._next_snapshot = now + SNAPSHOT_INTERVAL_MS
+        self._next_snapshot = now + self._snapshot_every_ms
         self._snapshots.save(self.engine.snapshot_arrays(now))
 
     def reload(self, registry: Registry) -> None:
-        now = now_ms()
+        now = self.now_ms()
         self.engine.reload(registry, now)
         self._take(self.events.reload(registry, now))
 
@@ -170,7 +175,7 @@ class Hazards:
         return lines
 
     def close(self) -> None:
-        self._snapshots.save_now(self.engine.snapshot_arrays(now_ms()))
+        self._snapshots.save_now(self.engine.snapshot_arrays(self.now_ms()))
         self.events.close()
 
     def _take(self, outcome: Outcome) -> None:
@@ -189,7 +194,7 @@ class Hazards:
     def on_connection_change(self, up: bool) -> None:
         """While firegrid cannot hear devices, their offline timers stand still; alerts wait in the
         outbox until the broker is back, then all of it is published again (network thread)."""
-        self._connection_changes.append((up, now_ms()))
+        self._connection_changes.append((up, self.now_ms()))
         self.events.on_connection_change(up)
 
     def on_published(self, mid: int, error: str | None) -> None:
@@ -198,7 +203,7 @@ class Hazards:
 
     def on_action(self, message: mqtt.MQTTMessage) -> None:
         """A worker's action on ``actions/{worker_id}`` (network thread)."""
-        outcome = self.events.handle_message(message.topic, message.payload, now_ms())
+        outcome = self.events.handle_message(message.topic, message.payload, self.now_ms())
         if outcome is not None:
             self._take(outcome)
 

@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 
 from access import Access
 from devices import ConfigError, FiregridError, Registry, StoreStoppingError, Topics
-from firegrid._hazards import Hazards, now_ms
+from firegrid._hazards import Hazards
 from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app, listen
 from firegrid._settings import Settings
 from ingest import (
@@ -33,7 +33,7 @@ from ingest import (
     series_key,
 )
 from rules import load_rules
-from safety import Safety, Schedule, wall_ms
+from safety import Safety, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class IngestService:
         self.settings = settings
         http_socket = listen(settings.http_host, settings.http_port)  # a port in use: stop at once
         self.registry = Registry.load(settings.registry)
+        self.clock = settings.clock
+        self.now_ms = self.clock.reader()
+        """The service clock (epoch ms): the wall clock unless FIREGRID_CLOCK_* scale it."""
         _tune_gc()
         log.info(
             "registry %s: %d devices, %d grids",
@@ -94,6 +97,7 @@ class IngestService:
             on_overload_drop=self.metrics.overload_dropped.inc,
             extra_handlers={actions: self._on_action},
             ca_file=settings.mqtt_ca,
+            clock_ms=self.now_ms,
         )
         device_rate = settings.device_rate_limit
         self.hazards = Hazards(
@@ -105,6 +109,7 @@ class IngestService:
             durable_fsync=settings.durable_fsync,
             rate_limit_per_s=device_rate.per_s if device_rate is not None else None,
             stopping=self._stopping,
+            clock=self.clock,
         )
         # the hazard sink publishes through the consumer's client and hears of its connection
         self.consumer.on_connection_change = self._on_connection_change
@@ -116,14 +121,18 @@ class IngestService:
             topic_prefix=prefix,
             sinks=[self.hazards, *sinks],
             device_rate=device_rate,
+            clock_ms=self.now_ms,
         )
         self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
         # CONTRACT §12: /sla and /index from the event store's file; grid_index/grid_sla points
-        self.safety = Safety(self.hazards.events.path, lambda: self.registry, settings.index_weights)
+        self.safety = Safety(
+            self.hazards.events.path, lambda: self.registry, settings.index_weights, clock=self.now_ms
+        )
         self.safety_points = Schedule(
             self.safety,
             lambda lines: self.committer.submit(lines, ()),
-            wall_ms,
+            self.now_ms,
+            scale=self.clock.scale,
             index_interval_ms=round(settings.index_interval_s * 1000),
             sla_period_ms=round(settings.sla_period_s * 1000),
         )
@@ -138,7 +147,7 @@ class IngestService:
             http_socket,
         )
         self._worker = threading.Thread(target=self._run_pipeline, name="pipeline")
-        self._last_stats = 0.0
+        self._last_stats = float("-inf")
 
     def _influx_client(self) -> InfluxClient:
         s = self.settings
@@ -197,16 +206,18 @@ class IngestService:
 
     def _run_pipeline(self) -> None:
         batch_max = self.settings.batch_max
+        # the timers run every 0.5 s of service time, at most every 20 ms of wall time
+        idle_s = max(0.5 / self.clock.scale, 0.02) if self.clock.scale > 1 else 0.5
         try:
             while not self._stopping.is_set():
                 if self._reload_requested.is_set():
                     self._reload()
-                batch = self.inbox.take(batch_max, timeout=0.5)
+                batch = self.inbox.take(batch_max, timeout=idle_s)
                 if batch:
                     self.committer.submit(self.pipeline.process(batch), batch)
                 elif lines := self.pipeline.rate_limited_lines():  # no traffic: minutes end by the clock
                     self.committer.submit(lines, ())
-                if lines := self.hazards.on_idle(now_ms()):
+                if lines := self.hazards.on_idle(self.now_ms()):
                     self.committer.submit(lines, ())
                 self._maybe_write_stats()
             # drain: everything received is written or spooled before exit
@@ -234,7 +245,9 @@ class IngestService:
         log.info("registry reloaded: %d devices, %d grids", len(registry), len(registry.grids))
 
     def _maybe_write_stats(self) -> None:
-        now = time.time()
+        """An ``ingest_stats`` point every ``stats_interval_s`` of wall time (the process's own
+        pace), stamped with the service clock like everything it writes."""
+        now = time.monotonic()
         if now - self._last_stats < self.settings.stats_interval_s:
             return
         self._last_stats = now
@@ -254,7 +267,7 @@ class IngestService:
         if count:
             fields["write_latency_ms"] = 1000.0 * totals["firegrid_write_latency_seconds_sum"] / count
         line = encode_line(
-            series_key("ingest_stats", (("instance", self.settings.instance),)), fields, int(now * 1000)
+            series_key("ingest_stats", (("instance", self.settings.instance),)), fields, self.now_ms()
         )
         self.committer.submit([line], ())
 
@@ -306,6 +319,8 @@ class IngestService:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, on_signal)
         self.start()
+        if not self.clock.identity:
+            log.warning("%s (simulation and demos only)", self.clock.describe())
         log.info(
             "firegrid ingest running: MQTT %s, InfluxDB %s/%s, HTTP %s",
             self.consumer.address,

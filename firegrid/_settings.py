@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from devices import SettingsError, is_identifier
+from firegrid._clock import Clock
 from ingest import BrokerAddress, DeviceRate
 from safety import Weights, load_weights
 
@@ -69,6 +70,11 @@ class Settings(BaseSettings):
     """``grid_index`` points at every multiple of this (15 min)."""
     sla_period_s: float = Field(default=86_400.0, gt=0)
     """``grid_sla`` points for each period of this length (a UTC day) once it has ended."""
+    clock_scale: float = Field(default=1.0, gt=0, le=1_000_000, allow_inf_nan=False)
+    """Service ms per wall ms (simulation and demos only; firegrid/_clock.py). 1: the wall clock."""
+    clock_anchor: str = Field(default="", validate_default=True)
+    """``WALL_MS=SERVICE_MS``: the service clock reads SERVICE_MS at wall time WALL_MS (epoch ms);
+    required with a ``clock_scale`` other than 1."""
 
     @field_validator("mqtt_url")
     @classmethod
@@ -145,6 +151,19 @@ class Settings(BaseSettings):
         if value is not None:
             load_weights(value)  # WeightsError (a ValueError): one line naming the file and the problem
         return value
+
+    @field_validator("clock_anchor")
+    @classmethod
+    def _clock_anchor(cls, value: str, info: ValidationInfo) -> str:
+        scale = info.data.get("clock_scale")
+        if isinstance(scale, float):
+            Clock.parse(scale, value)  # ValueError: one line
+        return value.strip()
+
+    @property
+    def clock(self) -> Clock:
+        """The service clock (the wall clock unless ``clock_scale`` / ``clock_anchor`` say otherwise)."""
+        return Clock.parse(self.clock_scale, self.clock_anchor)
 
     @property
     def index_weights(self) -> Weights:

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from devices import ConfigError, FiregridError, SettingsError
 from firegrid._argtypes import positive_float, positive_int
+from firegrid._clock import WALL_CLOCK, Clock
 from rules import RulesConfig, load_rules
 from simulators import (
     CONNECT_RATE,
@@ -139,6 +140,11 @@ def _error(message: str, code: int = EXIT_ERROR) -> int:
     return code
 
 
+CLOCK_LEAD_MS = 5_000
+"""A run that follows a scaled service clock whose anchor has passed starts this long after
+its start-up (time to sign in), on the clock's mapping."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunSettings:
     url: str
@@ -146,6 +152,9 @@ class RunSettings:
     rules: RulesConfig
     credentials: Path
     """``--credentials``, else ``FIREGRID_CREDENTIALS`` (used with ``--per-device``)."""
+    clock: Clock = WALL_CLOCK
+    """ingest's service clock (``FIREGRID_CLOCK_SCALE``, ``FIREGRID_CLOCK_ANCHOR``): a scaled one
+    sets the run's time scale and start, so the readings' ``ts`` follow it."""
 
 
 def run_settings(
@@ -185,6 +194,7 @@ def load_run_settings(
         prefix=settings.topic_prefix if prefix is None else prefix,
         rules=rules,
         credentials=settings.credentials if credentials is None else credentials,
+        clock=settings.clock,
     )
 
 
@@ -286,6 +296,13 @@ def _run(args: argparse.Namespace) -> int:
         settings = load_run_settings(args.config, args.url, args.prefix, args.credentials)
     except ConfigError as exc:
         return _error(str(exc), EXIT_USAGE)
+    clock = settings.clock
+    if not clock.identity and args.time_scale not in (None, clock.scale):
+        return _error(
+            f"--time-scale {args.time_scale:g} differs from the service clock's "
+            f"FIREGRID_CLOCK_SCALE={clock.scale:g}: leave --time-scale out",
+            EXIT_USAGE,
+        )
     console = Console(stderr=True)
     stop = threading.Event()
 
@@ -315,7 +332,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run_options(args: argparse.Namespace, settings: RunSettings, *, progress: bool = False) -> RunOptions:
-    """The :class:`RunOptions` of ``simulate run``'s parsed arguments and settings."""
+    """The :class:`RunOptions` of ``simulate run``'s parsed arguments and settings; with a scaled
+    service clock, the run follows it (its scale, starting at its anchor or in a few seconds)."""
+    clock = settings.clock
+    time_scale, start_ms, wall_start_ms = args.time_scale, None, None
+    if not clock.identity:
+        wall_start_ms = clock.start_wall_ms(int(time.time() * 1000), CLOCK_LEAD_MS)
+        time_scale, start_ms = clock.scale, clock.service_ms(wall_start_ms)
     return RunOptions(
         registry=args.registry,
         url=settings.url,
@@ -323,7 +346,9 @@ def run_options(args: argparse.Namespace, settings: RunSettings, *, progress: bo
         duration=args.duration,
         scenario=args.scenario,
         qos=args.qos,
-        time_scale=args.time_scale,
+        time_scale=time_scale,
+        start_ms=start_ms,
+        wall_start_ms=wall_start_ms,
         truth=args.truth,
         prefix=settings.prefix,
         seed=args.seed,

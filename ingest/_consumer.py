@@ -19,7 +19,6 @@ import socket
 import ssl
 import struct
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import MqttError, SettingsError
-from ingest._pipeline import InMessage
+from ingest._pipeline import InMessage, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +176,12 @@ class MqttConsumer:
         on_overload_drop: Callable[[], None] = lambda: None,
         extra_handlers: dict[str, Callable[[mqtt.MQTTMessage], None]] | None = None,
         ca_file: str | os.PathLike[str] | None = None,
+        clock_ms: Callable[[], int] = wall_ms,
     ) -> None:
         """``ca_file``: the CA (PEM) that an ``mqtts://`` broker's certificate must chain to;
-        None: the system's trust store. Host names are always checked."""
+        None: the system's trust store. Host names are always checked. ``clock_ms``: the service
+        clock, each message's ``received_ms``."""
+        self._clock_ms = clock_ms
         self.address = BrokerAddress.parse(url)
         self.ca_file = ca_file
         self.inbox = inbox
@@ -328,7 +330,7 @@ class MqttConsumer:
                 message.qos,
                 message.topic,
                 bytes(message.payload),
-                time.time_ns() // 1_000_000,
+                self._clock_ms(),
                 self.generation,
             )
         )

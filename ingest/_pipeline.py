@@ -24,6 +24,11 @@ IDLE_CLOSE_MS = 1_000
 (a margin for a message received just before the clock was read)."""
 
 
+def wall_ms() -> int:
+    """The wall clock (epoch ms): the service clock unless the service passes another."""
+    return time.time_ns() // 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class InMessage:
     mid: int
@@ -58,10 +63,11 @@ class Pipeline:
         *,
         topic_prefix: str = "",
         sinks: Sequence[ReadingSink] = (),
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        clock_ms: Callable[[], int] = wall_ms,
         device_rate: DeviceRate | None = None,
     ) -> None:
-        """``device_rate``: the per-device rate limit (CONTRACT §10); None: no limit."""
+        """``device_rate``: the per-device rate limit (CONTRACT §10); None: no limit. ``clock_ms``:
+        the service clock (epoch ms), the ``now_ms`` the sinks get."""
         self._metrics = metrics
         self._sinks = list(sinks)
         self._clock_ms = clock_ms

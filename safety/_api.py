@@ -79,6 +79,7 @@ class Safety:
         *,
         clock: Callable[[], int] = wall_ms,
     ) -> None:
+        """``clock``: the service clock (epoch ms), the default ``at``."""
         self.history = History(db_path)
         self.weights = weights
         self._registry = registry

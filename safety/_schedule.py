@@ -36,9 +36,13 @@ class Schedule:
         *,
         index_interval_ms: int,
         sla_period_ms: int,
+        scale: float = 1.0,
     ) -> None:
-        if index_interval_ms <= 0 or sla_period_ms <= 0:
-            raise ValueError("intervals must be positive")
+        """``clock``: the service clock (epoch ms), running ``scale`` times as fast as the wall
+        clock (1 but in simulations): the slots and periods are on it, the waits in wall time."""
+        if index_interval_ms <= 0 or sla_period_ms <= 0 or scale <= 0:
+            raise ValueError("intervals and the clock's scale must be positive")
+        self._scale = scale
         self._source = source
         self._emit = emit
         self._clock = clock
@@ -82,7 +86,7 @@ class Schedule:
             now = self._clock()
             if lines := self.due(now):
                 self._emit(lines)
-            wait_s = (self.next_due(self._clock()) - self._clock()) / 1000
+            wait_s = (self.next_due(self._clock()) - self._clock()) / 1000 / self._scale
             self._stopping.wait(min(max(wait_s, 0.001), MAX_SLEEP_S))
 
     def start(self) -> None:

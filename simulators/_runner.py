@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_S = 29 * 86_400
 """Simulated time may start at most this far in the past (the service refuses > 30 days)."""
+MAX_CLOCK_RUN_S = 400 * 86_400
+"""A run that follows ingest's service clock (``wall_start_ms``) may last this long, simulated."""
 DEFAULT_DURATION_S = 10.0
 MAX_BLOCK = 5000
 INFLIGHT = 2000
@@ -94,6 +96,12 @@ class RunOptions:
     progress: bool = True
     start_ms: int | None = None
     """Simulated start time (epoch ms); default so that simulated time ends at the wall's now."""
+    wall_start_ms: int | None = None
+    """With ``start_ms``: the wall time (epoch ms) at which simulated time reads ``start_ms``; the
+    traffic waits for it (and catches up when the start-up took longer), so the readings' ``ts``
+    follow a service clock that maps this wall time to ``start_ms`` at ``time_scale`` (ingest's
+    ``FIREGRID_CLOCK_ANCHOR``). The 29-day limit then does not apply: no ``ts`` lies in the
+    service's past."""
     seq_start: int | None = None
     """First ``seq`` of every device; default the wall clock in ms at the start, so that a later
     run never repeats an earlier run's ``seq``."""
@@ -387,9 +395,11 @@ def _size_run(
     time_scale: float,
     window: Callable[[float], tuple[int, RunWindow]],
     rules: RulesConfig | None = None,
+    max_sim_s: float = MAX_AGE_S,
 ) -> float:
-    """The shortest wall duration that covers every step of ``scenario`` (planned on scratch fleets)."""
-    guess = min(MAX_AGE_S, 30 * 86_400.0) / time_scale
+    """The shortest wall duration that covers every step of ``scenario`` (planned on scratch fleets),
+    which must lie within ``max_sim_s`` of simulated time."""
+    guess = max_sim_s / time_scale
     for _attempt in range(5):
         start, run = window(guess)
         scratch = Fleet(registry, seed=seed, start_ms=start)
@@ -405,6 +415,18 @@ def _size_run(
             return guess
         guess = wanted
     return guess
+
+
+def _clock_start(wall_start_ms: int | None, stop: threading.Event | None) -> float:
+    """The ``perf_counter`` reading at which simulated time starts: now, or the wall time
+    ``wall_start_ms`` (waited for; in the past when the start-up overran it, and then the run
+    catches up)."""
+    if wall_start_ms is None:
+        return time.perf_counter()
+    waiting = stop if stop is not None else threading.Event()
+    while (ahead := wall_start_ms / 1000 - time.time()) > 0 and not waiting.wait(min(ahead, 0.5)):
+        pass  # a stop ends the wait; the run then stops at once
+    return time.perf_counter() - (time.time() - wall_start_ms / 1000)
 
 
 def respond_policy(option: RespondPolicy | bool | None, scenario: Scenario | None) -> RespondPolicy | None:
@@ -491,9 +513,12 @@ def run_traffic(
             time_scale=time_scale,
             window=window,
             rules=options.rules,
+            max_sim_s=MAX_AGE_S if options.wall_start_ms is None else MAX_CLOCK_RUN_S,
         )
     duration = duration or DEFAULT_DURATION_S
-    if (time_scale - 1) * duration > MAX_AGE_S:
+    if options.wall_start_ms is not None and options.start_ms is None:
+        raise ValueError("a wall start needs the simulated start (start_ms) it maps to")
+    if options.wall_start_ms is None and (time_scale - 1) * duration > MAX_AGE_S:
         raise ValueError(
             f"duration × time scale reaches {(time_scale - 1) * duration / 86400:.0f} days into the past; "
             "the service refuses readings older than 30 days"
@@ -563,7 +588,7 @@ def run_traffic(
                 )
                 interrupted = stop is not None and stop.is_set()
             task = progress.add_task("simulate", total=total, unit="msgs", speed="")
-            t0 = t_end = time.perf_counter()
+            t0 = t_end = _clock_start(options.wall_start_ms, stop)
             while sent < total and not interrupted:
                 if stop is not None and stop.is_set():
                     interrupted = True

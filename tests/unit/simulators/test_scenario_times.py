@@ -68,7 +68,8 @@ def _plan(
     registry: Registry, scenario: Scenario, path: Path, start_ms: int, seed: int = 1
 ) -> tuple[Fleet, Plan]:
     fleet = Fleet(registry, seed=seed, start_ms=start_ms)
-    window = RunWindow(start_ms, WINDOW_S, scenario.time_scale, dict(INTERVALS))
+    span = 31 * 86_400.0 if scenario.name == "month" else WINDOW_S  # the month plays 30 days
+    window = RunWindow(start_ms, span, scenario.time_scale, dict(INTERVALS))
     return fleet, plan_scenario(scenario, fleet, window, path)
 
 

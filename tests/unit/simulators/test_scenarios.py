@@ -60,7 +60,7 @@ def test_every_shipped_scenario_plans_and_writes_well_formed_truth(
     shipped = builtin_scenarios()
     assert {"fire", "electrical", "water", "patrol", "silent", "smoke", "hostile", "demo"} <= set(shipped)
     for name, path in shipped.items():
-        _, plan = _plan(registry, path)
+        _, plan = _plan(registry, path, sim_s=31 * 86_400.0 if name == "month" else 4 * 86_400.0)
         truth = tmp_path / f"{name}.jsonl"
         plan.write_truth(truth)
         lines = [orjson.loads(line) for line in truth.read_bytes().splitlines()]
