@@ -274,13 +274,10 @@ def test_lifecycle_by_the_right_and_the_wrong_workers(
 
     assert act(outsider, "ack")["ok"] is False
     assert act(insider, "resolve")["ok"] is False  # not acknowledged yet
-    assert act(insider, "ack", "on my way") == {
-        "event_id": event_id,
-        "action": "ack",
-        "ok": True,
-        "error": None,
-    }
-    listen.wait(f"alerts/D01/{grid}", event_id=event_id, state="acknowledged")
+    acked = act(insider, "ack", "on my way")
+    assert acked == {"event_id": event_id, "action": "ack", "ok": True, "error": None, "at": acked["at"]}
+    acknowledged = listen.wait(f"alerts/D01/{grid}", event_id=event_id, state="acknowledged")
+    assert acked["at"] == acknowledged["updated_at"]  # when the change took effect
     assert act(insider, "comment", "smoke from cooking")["ok"] is True
     assert act(insider, "resolve", "ventilated")["ok"] is True
     assert act(insider, "close")["ok"] is False  # only a supervisor verifies
