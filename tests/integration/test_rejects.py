@@ -127,4 +127,5 @@ def test_hostile_identifiers_cannot_inject_line_protocol(
     assert {r["reason"] for r in rejects} <= {"schema", "bad_topic"}
     assert influx_query(influx.url, influx_db, "SELECT * FROM smoke") == []
     measurements = influx_query(influx.url, influx_db, "SHOW MEASUREMENTS")
-    assert {m["name"] for m in measurements} <= {"patrol", "rejects", "ingest_stats", "events", "fleet", "grid_index", "grid_sla"}
+    service = {"patrol", "rejects", "ingest_stats", "events", "fleet", "grid_index", "grid_sla"}
+    assert {m["name"] for m in measurements} <= service
