@@ -17,6 +17,8 @@ BENCHES = (
     "bench_simulator.py",
     "bench_credentials.py",
     "bench_sla.py",
+    "bench_storm.py",
+    "bench_restart.py",
 )
 
 
