@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from itertools import filterfalse
 from typing import Annotated
 
 from pydantic import StringConstraints
@@ -17,3 +19,8 @@ Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 def is_identifier(value: str) -> bool:
     """True when ``value`` is a valid identifier; identifiers need no escaping in line protocol."""
     return _ID_RE.fullmatch(value) is not None
+
+
+def invalid_identifiers(values: Iterable[str]) -> set[str]:
+    """The distinct ``values`` that are not identifiers (each distinct value matched once)."""
+    return set(filterfalse(_ID_RE.fullmatch, set(values)))

@@ -9,13 +9,16 @@ per slot survives SIGHUP.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,9 +27,10 @@ from shapely.geometry import shape
 
 from devices._all import KIND_CODE, KINDS
 from devices._errors import RegistryError
-from devices._ids import is_identifier
+from devices._ids import invalid_identifiers, is_identifier
 
 log = logging.getLogger(__name__)
+_Int = TypeVar("_Int", np.int8, np.int32, np.int64)
 
 UNASSIGNED = "_unassigned"
 DEVICE_COLUMNS = ("device_id", "kind", "district", "site_id", "lat", "lon", "grid_id")
@@ -135,8 +139,9 @@ class Registry:
         self.lon = lon
         self.overrides = overrides
         self.warnings = warnings
+        active = (kind_code != RETIRED).tolist()
         self.slot_of: dict[str, int] = {
-            device_id: slot for slot, device_id in enumerate(device_ids) if kind_code[slot] != RETIRED
+            device_id: slot for slot, device_id in enumerate(device_ids) if active[slot]
         }
 
     # -- loading -----------------------------------------------------------------------------
@@ -149,15 +154,20 @@ class Registry:
         no messages but keep their slot retired, and new devices are appended.
         """
         root = Path(path)
-        problems = _Problems()
         if not root.is_dir():
             raise RegistryError([f"{root}: registry directory not found"])
+        with _collector_paused():
+            return cls._load(root, previous)
+
+    @classmethod
+    def _load(cls, root: Path, previous: Registry | None) -> Registry:
+        problems = _Problems()
         workers = _load_workers(root / "workers.csv", problems)
         stations = _load_stations(root / "stations.csv", problems)
         grids, polygons = _load_grids(root / "grids.geojson", workers, problems)
-        rows = _load_device_rows(root / "devices.csv", grids, problems)
+        devices = _load_devices(root / "devices.csv", grids, problems)
         problems.raise_if_any()
-        return cls._build(root, grids, polygons, workers, stations, rows, previous)
+        return cls._build(root, grids, polygons, workers, stations, devices, previous)
 
     @classmethod
     def _build(
@@ -167,15 +177,14 @@ class Registry:
         polygons: list[Any],
         workers: dict[str, Worker],
         stations: tuple[Station, ...],
-        rows: list[_DeviceRow],
+        devices: _DeviceColumns,
         previous: Registry | None,
     ) -> Registry:
         device_ids: list[str] = list(previous.device_ids) if previous else []
         slot_of = {device_id: slot for slot, device_id in enumerate(device_ids)}
-        for row in rows:
-            if row.device_id not in slot_of:
-                slot_of[row.device_id] = len(device_ids)
-                device_ids.append(row.device_id)
+        new = [device_id for device_id in devices.device_id if device_id not in slot_of]
+        slot_of.update(zip(new, range(len(device_ids), len(device_ids) + len(new)), strict=True))
+        device_ids.extend(new)
         n = len(device_ids)
         kind_code = np.full(n, RETIRED, dtype=np.int8)
         district_idx = np.zeros(n, dtype=np.int32)
@@ -187,24 +196,20 @@ class Registry:
 
         grid_names = [UNASSIGNED, *sorted(grids)]
         grid_index = {name: i for i, name in enumerate(grid_names)}
-        districts = sorted({g.district for g in grids.values()} | {r.district for r in rows})
+        districts = sorted({g.district for g in grids.values()} | set(devices.district))
         district_index = {name: i for i, name in enumerate(districts)}
-        sites: list[str] = []
-        site_index: dict[str, int] = {}
+        site_index = {site: i for i, site in enumerate(dict.fromkeys(devices.site_id))}
+        sites = list(site_index)
 
-        slots = np.fromiter((slot_of[r.device_id] for r in rows), dtype=np.int64, count=len(rows))
-        for row, slot in zip(rows, slots.tolist(), strict=True):
-            kind_code[slot] = KIND_CODE[row.kind]
-            district_idx[slot] = district_index[row.district]
-            if row.site_id not in site_index:
-                site_index[row.site_id] = len(sites)
-                sites.append(row.site_id)
-            site_idx[slot] = site_index[row.site_id]
-            lat[slot] = row.lat
-            lon[slot] = row.lon
-            grid_idx[slot] = grid_index[row.grid_id] if row.grid_id else -1
-            for name, value in row.overrides.items():
-                overrides[name][slot] = value
+        slots = _indices(devices.device_id, slot_of, np.int64)
+        kind_code[slots] = _indices(devices.kind, KIND_CODE, np.int8)
+        district_idx[slots] = _indices(devices.district, district_index, np.int32)
+        site_idx[slots] = _indices(devices.site_id, site_index, np.int32)
+        lat[slots] = devices.lat
+        lon[slots] = devices.lon
+        grid_idx[slots] = _indices(devices.grid_id, {**grid_index, "": -1}, np.int32)
+        for name, values in devices.overrides.items():
+            overrides[name][slots] = values
 
         warnings: list[str] = []
         unplaced = slots[grid_idx[slots] == -1]
@@ -289,29 +294,66 @@ class Registry:
         return tuple(s for s in self.stations if s.district == district)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a load allocates millions of objects and no cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 # -- file loaders ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _DeviceRow:
-    device_id: str
-    kind: str
-    district: str
-    site_id: str
-    lat: float
-    lon: float
-    grid_id: str
-    overrides: dict[str, float]
+class _DeviceColumns:
+    """devices.csv column-wise, one entry per device in file order."""
+
+    device_id: list[str]
+    kind: list[str]
+    district: list[str]
+    site_id: list[str]
+    lat: npt.NDArray[np.float64]
+    lon: npt.NDArray[np.float64]
+    grid_id: list[str]
+    overrides: dict[str, npt.NDArray[np.float64]]
+    """The override columns the file has; NaN where a device has no value."""
 
 
-def _csv_rows(
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """The rows of a CSV file as wide as its header, and the problems of the other rows."""
+
+    header: list[str]
+    lines: list[int]
+    """The line of each row (where it ends)."""
+    values: list[str]
+    """The rows' values one after the other (no list per row: a million rows take less memory)."""
+    misfits: list[tuple[int, str]]
+    """``(line, problem)`` of each row of another width."""
+
+    def row(self, index: int) -> list[str]:
+        width = len(self.header)
+        return self.values[index * width : (index + 1) * width]
+
+    def columns(self) -> dict[str, list[str]]:
+        """Each column's stripped values, by header name."""
+        width = len(self.header)
+        return {key: list(map(str.strip, self.values[i::width])) for i, key in enumerate(self.header)}
+
+
+def _read_table(
     path: Path, required: Sequence[str], optional: Sequence[str], problems: _Problems
-) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(line, row)`` of a CSV file whose header holds ``required`` then any ``optional``."""
+) -> _Table | None:
+    """Read a CSV file whose header holds ``required`` then any ``optional``; None if unusable."""
     name = path.name
     if not path.is_file():
         problems.add(name, "file missing")
-        return
+        return None
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [h.strip() for h in next(reader, [])]
@@ -319,20 +361,48 @@ def _csv_rows(
             problems.add(
                 f"{name}:1", f"header must start with {','.join(required)}; found {','.join(header)}"
             )
-            return
-        extra = header[len(required) :]
-        unknown = [h for h in extra if h not in optional]
+            return None
+        unknown = [h for h in header[len(required) :] if h not in optional]
         if unknown:
             problems.add(f"{name}:1", f"unknown column(s) {', '.join(unknown)}")
-            return
+            return None
+        width = len(header)
+        table = _Table(header, [], [], [])
         for row in reader:
-            line = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != len(header):
-                problems.add(f"{name}:{line}", f"expected {len(header)} columns, found {len(row)}")
-                continue
-            yield line, {key: value.strip() for key, value in zip(header, row, strict=True)}
+            if len(row) == width and (width > 1 or row[0].strip()):
+                table.values.extend(row)
+                table.lines.append(reader.line_num)
+            elif row and not (len(row) == 1 and not row[0].strip()):
+                table.misfits.append((reader.line_num, f"expected {width} columns, found {len(row)}"))
+    return table
+
+
+def _rows_in_order(
+    table: _Table, name: str, indices: Iterable[int], problems: _Problems
+) -> Iterator[tuple[int, int]]:
+    """Yield ``(line, index)`` of the rows at ``indices``, reporting the misfit rows in line order."""
+    misfits = iter(table.misfits)
+    misfit = next(misfits, None)
+    for index in indices:
+        line = table.lines[index]
+        while misfit is not None and misfit[0] < line:
+            problems.add(f"{name}:{misfit[0]}", misfit[1])
+            misfit = next(misfits, None)
+        yield line, index
+    while misfit is not None:
+        problems.add(f"{name}:{misfit[0]}", misfit[1])
+        misfit = next(misfits, None)
+
+
+def _csv_rows(
+    path: Path, required: Sequence[str], optional: Sequence[str], problems: _Problems
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield ``(line, row)`` of a CSV file whose header holds ``required`` then any ``optional``."""
+    table = _read_table(path, required, optional, problems)
+    if table is None:
+        return
+    for line, index in _rows_in_order(table, path.name, range(len(table.lines)), problems):
+        yield line, {key: value.strip() for key, value in zip(table.header, table.row(index), strict=True)}
 
 
 def _check_id(value: str, what: str, where: str, problems: _Problems) -> bool:
@@ -409,24 +479,31 @@ def _load_grids(
     if not isinstance(features, list):
         problems.add(name, "FeatureCollection without a features list")
         return {}, []
-    found: dict[str, tuple[Grid, Any]] = {}
+    checked: list[tuple[_Problems, tuple[Grid, Any, str] | None]] = []
     for number, feature in enumerate(features, start=1):
-        where = f"{name}: feature {number}"
-        parsed = _parse_grid(feature, workers, where, problems)
+        found_here = _Problems()
+        checked.append((found_here, _parse_grid(feature, workers, f"{name}: feature {number}", found_here)))
+    polygons = iter(_polygons([parsed[1] for _, parsed in checked if parsed is not None]))
+    found: dict[str, tuple[Grid, Any]] = {}
+    for number, (found_here, parsed) in enumerate(checked, start=1):
+        problems.items.extend(found_here.items)
         if parsed is None:
             continue
-        grid, polygon = parsed
-        if grid.grid_id in found:
-            problems.add(where, f"duplicate grid_id {grid.grid_id}")
-            continue
-        found[grid.grid_id] = (grid, polygon)
+        grid, polygon = parsed[0], next(polygons)
+        if isinstance(polygon, str):
+            problems.add(parsed[2], polygon)
+        elif grid.grid_id in found:
+            problems.add(f"{name}: feature {number}", f"duplicate grid_id {grid.grid_id}")
+        else:
+            found[grid.grid_id] = (grid, polygon)
     ordered = sorted(found)
     return {gid: found[gid][0] for gid in ordered}, [found[gid][1] for gid in ordered]
 
 
 def _parse_grid(
     feature: Any, workers: dict[str, Worker], where: str, problems: _Problems
-) -> tuple[Grid, Any] | None:
+) -> tuple[Grid, dict[str, Any], str] | None:
+    """The grid of a feature, its geometry (a Polygon or MultiPolygon) and where to report it."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         problems.add(where, "not a GeoJSON Feature")
         return None
@@ -453,69 +530,196 @@ def _parse_grid(
     if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
         problems.add(where, "geometry must be a Polygon or MultiPolygon")
         return None
-    try:
-        polygon = shape(geometry)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        problems.add(where, f"malformed geometry: {exc}")
-        return None
-    if polygon.is_empty or not polygon.is_valid:
-        problems.add(where, f"invalid polygon: {shapely.is_valid_reason(polygon)}")
-        return None
     name = props.get("name")
-    return Grid(grid_id, district, name if isinstance(name, str) else grid_id, tuple(members)), polygon
+    return (
+        Grid(grid_id, district, name if isinstance(name, str) else grid_id, tuple(members)),
+        geometry,
+        where,
+    )
 
 
-def _load_device_rows(path: Path, grids: dict[str, Grid], problems: _Problems) -> list[_DeviceRow]:
-    rows: list[_DeviceRow] = []
-    seen: set[str] = set()
-    kinds = {spec.name for spec in KINDS}
-    for line, row in _csv_rows(path, DEVICE_COLUMNS, OVERRIDE_COLUMNS, problems):
-        where = f"{path.name}:{line}"
-        before = len(problems.items)
-        device_id = row["device_id"]
-        _check_id(device_id, "device_id", where, problems)
-        if device_id in seen:
-            problems.add(where, f"duplicate device_id {device_id}")
-        seen.add(device_id)
-        if row["kind"] not in kinds:
-            problems.add(where, f"kind {row['kind']!r} must be one of {', '.join(sorted(kinds))}")
-        _check_id(row["district"], "district", where, problems)
-        _check_id(row["site_id"], "site_id", where, problems)
-        lat = _coordinate(row["lat"], "lat", -90, 90, where, problems)
-        lon = _coordinate(row["lon"], "lon", -180, 180, where, problems)
-        grid_id = row["grid_id"]
-        if grid_id:
-            grid = grids.get(grid_id)
-            if grid is None:
-                problems.add(where, f"grid_id {grid_id} is not in grids.geojson")
-            elif grid.district != row["district"]:
-                problems.add(
-                    where, f"grid {grid_id} belongs to district {grid.district}, not {row['district']}"
-                )
-        overrides: dict[str, float] = {}
-        for name in OVERRIDE_COLUMNS:
-            text = row.get(name, "")
-            if not text:
-                continue
+def _polygons(geometries: list[dict[str, Any]]) -> list[Any]:
+    """The shapely polygon of each geometry, or the problem (a ``str``) that keeps it from being one.
+
+    Plain 2-D Polygons are built in bulk; any other geometry goes through ``shape`` alone.
+    """
+    rings_of = [_plain_rings(geometry) for geometry in geometries]
+    polygons: list[Any] = [None] * len(geometries)
+    plain = [i for i, rings in enumerate(rings_of) if rings is not None]
+    for i, polygon in zip(plain, _bulk_polygons([rings_of[i] or [] for i in plain]), strict=True):
+        polygons[i] = polygon
+    for i, geometry in enumerate(geometries):
+        if rings_of[i] is None:
             try:
-                value = float(text)
-            except ValueError:
-                problems.add(where, f"{name} {text!r} is not a number")
-                continue
-            if not math.isfinite(value) or value <= 0:
-                problems.add(where, f"{name} must be a positive number, found {text}")
-                continue
-            overrides[name] = value
-        low, high = overrides.get("min_pressure_mpa"), overrides.get("max_pressure_mpa")
-        if low is not None and high is not None and low >= high:
-            problems.add(where, f"min_pressure_mpa {low} must be below max_pressure_mpa {high}")
-        if len(problems.items) == before and lat is not None and lon is not None:
-            rows.append(
-                _DeviceRow(
-                    device_id, row["kind"], row["district"], row["site_id"], lat, lon, grid_id, overrides
-                )
-            )
-    return rows
+                polygons[i] = shape(geometry)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                polygons[i] = f"malformed geometry: {exc}"
+    built = [i for i, polygon in enumerate(polygons) if not isinstance(polygon, str)]
+    array = np.array([polygons[i] for i in built], dtype=object)
+    for i in np.array(built, dtype=np.int64)[shapely.is_empty(array) | ~shapely.is_valid(array)].tolist():
+        polygons[i] = f"invalid polygon: {shapely.is_valid_reason(polygons[i])}"
+    return polygons
+
+
+def _plain_rings(geometry: dict[str, Any]) -> list[npt.NDArray[np.float64]] | None:
+    """The rings of a Polygon of 2-D numeric rings of at least 4 points; None for anything else."""
+    coordinates = geometry.get("coordinates")
+    if geometry.get("type") != "Polygon" or not isinstance(coordinates, list) or not coordinates:
+        return None
+    rings = []
+    for ring in coordinates:
+        try:
+            array = np.array(ring)
+        except ValueError:
+            return None
+        if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] < 4 or array.dtype.kind not in "iuf":
+            return None
+        rings.append(array.astype(np.float64))
+    return rings
+
+
+def _bulk_polygons(rings_of: list[list[npt.NDArray[np.float64]]]) -> list[Any]:
+    """One polygon per entry: its first ring the shell, the others holes."""
+    if not rings_of:
+        return []
+    rings = [ring for polygon in rings_of for ring in polygon]
+    ring_ids = np.repeat(np.arange(len(rings)), [len(ring) for ring in rings])
+    linear = shapely.linearrings(np.concatenate(rings), indices=ring_ids)
+    polygon_ids = np.repeat(np.arange(len(rings_of)), [len(polygon) for polygon in rings_of])
+    return list(shapely.polygons(linear, indices=polygon_ids))
+
+
+def _load_devices(path: Path, grids: dict[str, Grid], problems: _Problems) -> _DeviceColumns:
+    """devices.csv column-wise; only rows that fail a bulk check are checked one by one."""
+    table = _read_table(path, DEVICE_COLUMNS, OVERRIDE_COLUMNS, problems)
+    columns = table.columns() if table else {key: [] for key in DEVICE_COLUMNS}
+    if table:
+        table.values.clear()  # they are in the columns now: free them before the arrays
+    devices = _DeviceColumns(
+        device_id=columns["device_id"],
+        kind=columns["kind"],
+        district=columns["district"],
+        site_id=columns["site_id"],
+        lat=_floats(columns["lat"]),
+        lon=_floats(columns["lon"]),
+        grid_id=columns["grid_id"],
+        overrides={name: _floats(columns[name]) for name in OVERRIDE_COLUMNS if name in columns},
+    )
+    if table is None:
+        return devices
+    repeated = _repeated(devices.device_id)
+    suspects = np.flatnonzero(repeated | _suspects(devices, columns, grids)).tolist()
+    before = len(problems.items)
+    for line, index in _rows_in_order(table, path.name, suspects, problems):
+        row = {key: values[index] for key, values in columns.items()}
+        _check_device_row(row, bool(repeated[index]), f"{path.name}:{line}", grids, problems)
+    return devices if len(problems.items) == before else _DeviceColumns([], [], [], [], *_NO_FLOATS, [], {})
+
+
+_NO_FLOATS = (np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64))
+
+
+def _suspects(
+    devices: _DeviceColumns, columns: dict[str, list[str]], grids: dict[str, Grid]
+) -> npt.NDArray[np.bool_]:
+    """Rows that may fail a check of :func:`_check_device_row`: every row that does is among them."""
+    bad = _rows_with(devices.kind, set(devices.kind) - KIND_CODE.keys())
+    for ids in (devices.device_id, devices.district, devices.site_id):
+        bad |= _rows_with(ids, invalid_identifiers(ids))
+    bad |= ~((devices.lat >= -90) & (devices.lat <= 90)) | ~((devices.lon >= -180) & (devices.lon <= 180))
+    pairs = list(zip(devices.grid_id, devices.district, strict=True))
+    wrong = {(g, d) for g, d in set(pairs) if g and (g not in grids or grids[g].district != d)}
+    bad |= _rows_with(pairs, wrong)
+    for name, values in devices.overrides.items():
+        given = np.fromiter(map(bool, columns[name]), dtype=np.bool_, count=len(values))
+        bad |= given & ~(np.isfinite(values) & (values > 0))
+    low, high = devices.overrides.get("min_pressure_mpa"), devices.overrides.get("max_pressure_mpa")
+    if low is not None and high is not None:
+        bad |= low >= high
+    return bad
+
+
+def _check_device_row(
+    row: dict[str, str], repeated: bool, where: str, grids: dict[str, Grid], problems: _Problems
+) -> None:
+    """Report every problem of one devices.csv row, in the order of its columns."""
+    device_id = row["device_id"]
+    _check_id(device_id, "device_id", where, problems)
+    if repeated:
+        problems.add(where, f"duplicate device_id {device_id}")
+    if row["kind"] not in KIND_CODE:
+        problems.add(where, f"kind {row['kind']!r} must be one of {', '.join(sorted(KIND_CODE))}")
+    _check_id(row["district"], "district", where, problems)
+    _check_id(row["site_id"], "site_id", where, problems)
+    _coordinate(row["lat"], "lat", -90, 90, where, problems)
+    _coordinate(row["lon"], "lon", -180, 180, where, problems)
+    grid_id = row["grid_id"]
+    if grid_id:
+        grid = grids.get(grid_id)
+        if grid is None:
+            problems.add(where, f"grid_id {grid_id} is not in grids.geojson")
+        elif grid.district != row["district"]:
+            problems.add(where, f"grid {grid_id} belongs to district {grid.district}, not {row['district']}")
+    _check_overrides(row, where, problems)
+
+
+def _check_overrides(row: dict[str, str], where: str, problems: _Problems) -> None:
+    overrides: dict[str, float] = {}
+    for name in OVERRIDE_COLUMNS:
+        text = row.get(name, "")
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            problems.add(where, f"{name} {text!r} is not a number")
+            continue
+        if not math.isfinite(value) or value <= 0:
+            problems.add(where, f"{name} must be a positive number, found {text}")
+            continue
+        overrides[name] = value
+    low, high = overrides.get("min_pressure_mpa"), overrides.get("max_pressure_mpa")
+    if low is not None and high is not None and low >= high:
+        problems.add(where, f"min_pressure_mpa {low} must be below max_pressure_mpa {high}")
+
+
+def _floats(texts: list[str]) -> npt.NDArray[np.float64]:
+    """Each text as a float; NaN where it is empty or not a number."""
+    try:
+        return np.fromiter(map(float, texts), dtype=np.float64, count=len(texts))
+    except ValueError:
+        return np.fromiter(map(_float_or_nan, texts), dtype=np.float64, count=len(texts))
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _repeated(values: list[str]) -> npt.NDArray[np.bool_]:
+    """Where a value already appeared in an earlier row."""
+    if len(set(values)) == len(values):
+        return np.zeros(len(values), dtype=np.bool_)
+    seen: set[str] = set()
+    flags: list[bool] = []
+    for value in values:
+        flags.append(value in seen)
+        seen.add(value)
+    return np.array(flags, dtype=np.bool_)
+
+
+def _rows_with(values: Sequence[Hashable], wanted: AbstractSet[Hashable]) -> npt.NDArray[np.bool_]:
+    """Where ``values`` holds one of ``wanted``."""
+    if not wanted:
+        return np.zeros(len(values), dtype=np.bool_)
+    return np.fromiter(map(wanted.__contains__, values), dtype=np.bool_, count=len(values))
+
+
+def _indices(values: list[str], index: Mapping[str, int], dtype: type[_Int]) -> npt.NDArray[_Int]:
+    """``index[value]`` of each value, as an array."""
+    return np.fromiter(map(index.__getitem__, values), dtype=dtype, count=len(values))
 
 
 def _assign_grids(

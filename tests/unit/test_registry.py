@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from devices import UNASSIGNED, Registry, RegistryError
+from simulators import write_world
 from tests.helpers import write_registry
 
 
@@ -132,3 +137,78 @@ def test_shared_copy_of_registry_loads(tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     assert Registry.load(copy).device_ids == Registry.load(root).device_ids
+
+
+def _generated_world(root: Path) -> Path:
+    """A generated world, with overrides on every 4th device and no grid_id on every 5th."""
+    write_world(root, scale=0.2, seed=3)
+    lines = (root / "devices.csv").read_text().splitlines()
+    rows = [lines[0] + ",heartbeat_s,min_pressure_mpa,max_pressure_mpa"]
+    for i, line in enumerate(lines[1:]):
+        kept = line[: line.rindex(",") + 1] if i % 5 == 0 else line  # no grid_id: point in polygon
+        rows.append(kept + (f",{60 + i % 3},0.{i % 7 + 1},1.5" if i % 4 == 0 else ",,,"))
+    (root / "devices.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def _digest(registry: Registry) -> str:
+    digest = hashlib.sha256("\n".join([*registry.device_ids, "", *registry.sites]).encode())
+    columns: list[np.ndarray[Any, Any]] = [registry.kind_code, registry.grid_idx, registry.district_idx]
+    columns += [registry.site_idx, registry.lat, registry.lon, *registry.overrides.values()]
+    for array in columns:
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def test_generated_world_loads_as_before_the_bulk_loader(tmp_path: Path) -> None:
+    root = _generated_world(tmp_path / "world")
+    registry = Registry.load(root)
+    with (root / "devices.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert registry.device_ids == [row["device_id"] for row in rows]
+    assert registry.sites == list(dict.fromkeys(row["site_id"] for row in rows))
+    assert registry.lat.tolist() == [float(row["lat"]) for row in rows]
+    assert registry.lon.tolist() == [float(row["lon"]) for row in rows]
+    assert [registry.kind_of(slot) for slot in range(registry.slots)] == [row["kind"] for row in rows]
+    placed = [(slot, row["grid_id"]) for slot, row in enumerate(rows) if row["grid_id"]]
+    assert [registry.grid_of(slot) for slot, _ in placed] == [grid for _, grid in placed]
+    expected = np.array([float(row["min_pressure_mpa"] or "nan") for row in rows], dtype=np.float32)
+    assert np.array_equal(registry.overrides["min_pressure_mpa"], expected, equal_nan=True)
+    # every array, as the per-row loader (commit 3f58632) produced it on this world
+    assert _digest(registry) == "c24338fc8a1c70ab9d83e4cd03fd32d481848059b40e38a60d5f9670eb33ee10"
+    assert registry.warnings == []
+
+
+def test_devices_problems_keep_their_order_by_line_then_column(tmp_path: Path) -> None:
+    root = write_registry(tmp_path / "reg")
+    path = root / "devices.csv"
+    lines = path.read_text().splitlines()
+    lines[0] += ",min_pressure_mpa,max_pressure_mpa"
+    lines[1:] = [line + ",," for line in lines[1:]]
+    lines[3] = "bad id,laser,D 1,S 0,north,200,D01-G00,x,-1"
+    lines[5] = "S0000,smoke,D01"
+    lines[6] = "S0000,smoke,D02,S0,34.3,108.7,D01-G01,0.5,0.5"
+    lines.append("Z1,smoke,D01,S0,91,108.7,NOPE,nan,")
+    lines += ["", "Z2"]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RegistryError) as info:
+        Registry.load(root)
+    assert info.value.problems == [
+        "devices.csv:4: invalid device_id 'bad id' (letters, digits, _ . -; at most 64)",
+        "devices.csv:4: kind 'laser' must be one of electrical, patrol, smoke, water",
+        "devices.csv:4: invalid district 'D 1' (letters, digits, _ . -; at most 64)",
+        "devices.csv:4: invalid site_id 'S 0' (letters, digits, _ . -; at most 64)",
+        "devices.csv:4: lat 'north' is not a number",
+        "devices.csv:4: lon 200.0 outside [-180, 180]",
+        "devices.csv:4: grid D01-G00 belongs to district D01, not D 1",
+        "devices.csv:4: min_pressure_mpa 'x' is not a number",
+        "devices.csv:4: max_pressure_mpa must be a positive number, found -1",
+        "devices.csv:6: expected 9 columns, found 3",
+        "devices.csv:7: duplicate device_id S0000",
+        "devices.csv:7: grid D01-G01 belongs to district D01, not D02",
+        "devices.csv:7: min_pressure_mpa 0.5 must be below max_pressure_mpa 0.5",
+        "devices.csv:14: lat 91.0 outside [-90, 90]",
+        "devices.csv:14: grid_id NOPE is not in grids.geojson",
+        "devices.csv:14: min_pressure_mpa must be a positive number, found nan",
+        "devices.csv:16: expected 9 columns, found 1",
+    ]
