@@ -12,8 +12,8 @@ SYSTEM_PACKAGES := mosquitto mosquitto-clients influxdb chromium
 setup: system-packages $(STAMP)
 
 # apt-get install fails on a fresh machine until the package lists exist: update and retry once.
-# chromium is Debian's, for the console's browser tests (Playwright drives it; never
-# `playwright install`, which downloads a browser build of its own).
+# chromium is Debian's, for the console's browser tests (Playwright drives it; Playwright's own
+# browser download is never used: it fetches a build of its own and fails here).
 system-packages:
 	@missing=""; for b in $(SYSTEM_BINARIES); do [ -x $$b ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
