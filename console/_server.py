@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 from types import FrameType
 from typing import Final
 
@@ -12,31 +11,12 @@ import uvicorn
 
 from console._app import Console
 from console._settings import ConsoleSettings
-from devices import SettingsError
+from devices import listen
 
 log = logging.getLogger(__name__)
 
 GRACE_S: Final = 2.0
 """How long a stop waits for requests under way (live streams are cut after it)."""
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket; :class:`SettingsError` (one line) when the address cannot be had."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise SettingsError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise SettingsError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
 
 
 def serve(settings: ConsoleSettings) -> None:

@@ -34,6 +34,7 @@ from devices._lineproto import (
     quote_string,
     series_key,
 )
+from devices._net import listen
 from devices._reading import Reading
 from devices._registry import OVERRIDE_COLUMNS, RETIRED, UNASSIGNED, Device, Grid, Registry, Station, Worker
 from devices._topics import AlertTopic, DeviceTopic, Topics
@@ -97,6 +98,7 @@ __all__ = [
     "haversine_m",
     "haversine_m_array",
     "is_identifier",
+    "listen",
     "quote_string",
     "series_key",
 ]

@@ -357,28 +357,6 @@ def build_app(
 # -- the server -----------------------------------------------------------------------------------
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port``; SettingsError (one readable line) when that fails.
-
-    The service binds before anything else, so that a port in use stops the start-up at once,
-    like every other configuration error, before the spool or the event store are opened."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:
-        raise SettingsError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise SettingsError(f"cannot serve HTTP on {host}:{port}: {exc.strerror or exc}") from exc
-    return sock
-
-
 class HttpServer:
     """An ASGI app served by uvicorn on a thread of its own (named ``http``), on a socket from
     :func:`listen`. :meth:`start` returns once uvicorn accepts connections; :meth:`stop` closes

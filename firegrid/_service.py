@@ -14,9 +14,9 @@ from types import FrameType
 import paho.mqtt.client as mqtt
 
 from access import Access
-from devices import ConfigError, FiregridError, Registry, StoreStoppingError, Topics
+from devices import ConfigError, FiregridError, Registry, StoreStoppingError, Topics, listen
 from firegrid._hazards import Hazards
-from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app, listen
+from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app
 from firegrid._settings import Settings
 from ingest import (
     Committer,

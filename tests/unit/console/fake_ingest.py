@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from firegrid._http import HttpServer, listen
+from devices import listen
+from firegrid._http import HttpServer
 from safety import EventAt, GridEvents, GridFleet, figures, grid_index, load_weights
 
 AT: Final = 1_764_583_200_000 + 40 * 86_400_000
