@@ -19,7 +19,7 @@ from safety._fleet import GridFleet, fleet_by_grid
 from safety._history import EventAt, History, Selection
 from safety._index import GROUPS, HALF_PER_100_DEVICES, NOT_HAZARDS, GridEvents, GridIndex, grid_index
 from safety._points import INDEX_MEASUREMENT, SLA_MEASUREMENT
-from safety._schedule import Schedule
+from safety._schedule import Cancelled, Schedule, never
 from safety._weights import DEFAULTS, Weights, WeightsError, load_weights
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "INDEX_MEASUREMENT",
     "NOT_HAZARDS",
     "SLA_MEASUREMENT",
+    "Cancelled",
     "EventAt",
     "Figures",
     "GridEvents",
@@ -51,6 +52,7 @@ __all__ = [
     "grid_index",
     "load_weights",
     "nearest_rank",
+    "never",
     "percent",
     "wall_ms",
 ]

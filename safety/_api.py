@@ -13,10 +13,10 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from devices import Registry
 from safety._figures import Figures, Handling, figures
@@ -24,7 +24,10 @@ from safety._fleet import GridFleet, fleet_by_grid
 from safety._history import EventAt, History, Selection
 from safety._index import HANDLING_WINDOW_MS, GridEvents, GridIndex, grid_index
 from safety._points import INDEX_MEASUREMENT, SLA_MEASUREMENT, grid_line
+from safety._schedule import Cancelled, never
 from safety._weights import Weights
+
+T = TypeVar("T")
 
 DEFAULT_SLA_WINDOW_MS: Final = 30 * 86_400_000
 """``/sla`` without ``since``: the 30 days before ``at``."""
@@ -163,14 +166,15 @@ class Safety:
             for grid_id, district in grids.items()
         }
 
-    def sla_lines(self, since_ms: int, until_ms: int) -> list[str]:
+    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
         """``grid_sla`` points of every grid for the events raised in ``[since, until)``, evaluated
-        at ``until`` and timed at ``since`` (recomputing them gives the same points)."""
+        at ``until`` and timed at ``since`` (recomputing them gives the same points). Raises
+        :class:`Cancelled` once ``cancelled()`` is true."""
         query = SlaQuery(since_ms=since_ms, until_ms=until_ms, at_ms=until_ms)
         _, grids = self._figures(EVERYTHING, query, since_ms, until_ms)
         lines = (
             grid_line(SLA_MEASUREMENT, district, grid_id, grid.to_dict(), since_ms)
-            for grid_id, (district, grid) in sorted(grids.items())
+            for grid_id, (district, grid) in checking(sorted(grids.items()), cancelled)
         )
         return [line for line in lines if line is not None]
 
@@ -186,15 +190,23 @@ class Safety:
             },
         }
 
-    def index_lines(self, at_ms: int) -> list[str]:
-        """``grid_index`` points of every grid of the registry at ``at_ms`` (timed at ``at_ms``)."""
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+        """``grid_index`` points of every grid of the registry at ``at_ms`` (timed at ``at_ms``).
+        Raises :class:`Cancelled` once ``cancelled()`` is true."""
         lines = (
             grid_line(INDEX_MEASUREMENT, g.district, g.grid_id, g.fields(), at_ms)
-            for g in self._indexes(EVERYTHING, None, None, at_ms)
+            for g in self._indexes(EVERYTHING, None, None, at_ms, cancelled)
         )
         return [line for line in lines if line is not None]
 
-    def _indexes(self, scope: Scope, district: str | None, grid: str | None, at: int) -> list[GridIndex]:
+    def _indexes(
+        self,
+        scope: Scope,
+        district: str | None,
+        grid: str | None,
+        at: int,
+        cancelled: Callable[[], bool] = never,
+    ) -> list[GridIndex]:
         registry = self._registry()
         grids = self._grids(registry, scope, district, grid)
         if not grids:
@@ -214,8 +226,21 @@ class Safety:
                 at,
                 self.weights,
             )
-            for grid_id in sorted(grids)
+            for grid_id in checking(sorted(grids), cancelled)
         ]
+
+
+CHECK_EVERY: Final = 1024
+"""Grids between two looks at ``cancelled`` (a province has ~115,000)."""
+
+
+def checking(items: Sequence[T], cancelled: Callable[[], bool]) -> Iterator[T]:
+    """``items``, raising :class:`Cancelled` once ``cancelled()`` is true (looked at every
+    :data:`CHECK_EVERY` items)."""
+    for i, item in enumerate(items):
+        if i % CHECK_EVERY == 0 and cancelled():
+            raise Cancelled
+        yield item
 
 
 def _by_grid(events: Sequence[EventAt]) -> dict[str, list[EventAt]]:

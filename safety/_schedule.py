@@ -6,6 +6,11 @@ Each point is computed for a fixed time (the index at its slot, a day's figures 
 computing it again (a restart within the slot, a duplicate) writes the same point at the same
 timestamp: InfluxDB keeps one. Runs on a thread of its own (SQLite reads and the arithmetic stay
 off the pipeline); the lines go to ``emit``, the service's durable path to InfluxDB.
+
+At province scale a round is over 100,000 grids (seconds of CPU), so the first round waits for
+``ready`` (the service subscribed: start-up does not share the GIL with it), and a stop abandons
+a round in progress (``cancelled``, checked between grids): the round is computed again at the
+next start, with the same points.
 """
 
 from __future__ import annotations
@@ -21,10 +26,22 @@ MAX_SLEEP_S: Final = 60.0
 """Wake at least this often (a wall clock that jumps is noticed within a minute)."""
 
 
-class PointSource(Protocol):
-    def index_lines(self, at_ms: int) -> list[str]: ...
+class Cancelled(Exception):
+    """A round abandoned because the service stops."""
 
-    def sla_lines(self, since_ms: int, until_ms: int) -> list[str]: ...
+
+def never() -> bool:
+    return False
+
+
+class PointSource(Protocol):
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+        """Raises :class:`Cancelled` once ``cancelled()`` is true."""
+        ...
+
+    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+        """Raises :class:`Cancelled` once ``cancelled()`` is true."""
+        ...
 
 
 class Schedule:
@@ -37,9 +54,11 @@ class Schedule:
         index_interval_ms: int,
         sla_period_ms: int,
         scale: float = 1.0,
+        ready: threading.Event | None = None,
     ) -> None:
         """``clock``: the service clock (epoch ms), running ``scale`` times as fast as the wall
-        clock (1 but in simulations): the slots and periods are on it, the waits in wall time."""
+        clock (1 but in simulations): the slots and periods are on it, the waits in wall time.
+        ``ready``: the first round waits until it is set (None: no wait)."""
         if index_interval_ms <= 0 or sla_period_ms <= 0 or scale <= 0:
             raise ValueError("intervals and the clock's scale must be positive")
         self._scale = scale
@@ -50,6 +69,7 @@ class Schedule:
         self.sla_period_ms = sla_period_ms
         self._last_index: int | None = None
         self._last_sla: int | None = None
+        self._ready = ready
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="safety-points", daemon=True)
 
@@ -59,12 +79,16 @@ class Schedule:
         slot = now_ms - now_ms % self.index_interval_ms
         if self._last_index is None or slot > self._last_index:
             self._last_index = slot
-            lines += self._compute("grid_index", lambda: self._source.index_lines(slot))
+            lines += self._compute(
+                "grid_index", lambda: self._source.index_lines(slot, self._stopping.is_set)
+            )
         until = now_ms - now_ms % self.sla_period_ms
         if self._last_sla is None or until > self._last_sla:
             self._last_sla = until
             since = until - self.sla_period_ms
-            lines += self._compute("grid_sla", lambda: self._source.sla_lines(since, until))
+            lines += self._compute(
+                "grid_sla", lambda: self._source.sla_lines(since, until, self._stopping.is_set)
+            )
         return lines
 
     def next_due(self, now_ms: int) -> int:
@@ -77,14 +101,21 @@ class Schedule:
     def _compute(what: str, compute: Callable[[], list[str]]) -> list[str]:
         try:
             return compute()
+        except Cancelled:
+            log.info("%s points abandoned: stopping (the next start computes them again)", what)
+            return []
         except Exception:  # a failed round is logged and skipped; the next slot tries again
             log.exception("%s points not computed", what)
             return []
 
     def _run(self) -> None:
+        while self._ready is not None and not self._ready.wait(1.0):
+            if self._stopping.is_set():
+                return
         while not self._stopping.is_set():
             now = self._clock()
-            if lines := self.due(now):
+            lines = self.due(now)
+            if lines and not self._stopping.is_set():
                 self._emit(lines)
             wait_s = (self.next_due(self._clock()) - self._clock()) / 1000 / self._scale
             self._stopping.wait(min(max(wait_s, 0.001), MAX_SLEEP_S))

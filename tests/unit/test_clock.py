@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from firegrid._clock import WALL_CLOCK, Clock, wall_ms
 from firegrid._settings import load_settings
 from firegrid.cli_simulate import CLOCK_LEAD_MS, RunSettings, run_options
 from rules import RulesConfig
-from safety import Schedule
+from safety import Schedule, never
 from tests.helpers import eventually
 
 DAY_MS = 86_400_000
@@ -84,11 +85,11 @@ class _Points:
     def __init__(self) -> None:
         self.index_at: list[int] = []
 
-    def index_lines(self, at_ms: int) -> list[str]:
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
         self.index_at.append(at_ms)
         return []
 
-    def sla_lines(self, since_ms: int, until_ms: int) -> list[str]:
+    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
         return []
 
 

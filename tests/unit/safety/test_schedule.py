@@ -3,18 +3,22 @@ for a fixed time (so recomputing gives the same point)."""
 
 from __future__ import annotations
 
-from safety import Schedule
+import threading
+from collections.abc import Callable
+
+from safety import Cancelled, Schedule, never
+from tests.helpers import eventually
 
 
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, int]] = []
 
-    def index_lines(self, at_ms: int) -> list[str]:
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
         self.calls.append(("index", at_ms, at_ms))
         return [f"grid_index {at_ms}"]
 
-    def sla_lines(self, since_ms: int, until_ms: int) -> list[str]:
+    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
         self.calls.append(("sla", since_ms, until_ms))
         return [f"grid_sla {since_ms}"]
 
@@ -41,7 +45,7 @@ def test_slots_and_periods() -> None:
 
 def test_a_failing_round_is_skipped_not_fatal() -> None:
     class Failing(Recorder):
-        def index_lines(self, at_ms: int) -> list[str]:
+        def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
             raise RuntimeError("database is locked")
 
     schedule = Schedule(
@@ -49,3 +53,42 @@ def test_a_failing_round_is_skipped_not_fatal() -> None:
     )
     assert schedule.due(DAY + 1) == ["grid_sla 0"]
     assert schedule.due(DAY + 2) == []
+
+
+class Slow(Recorder):
+    """A province's round: many grids, ``cancelled`` looked at between them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+        self.started.set()
+        while not cancelled():  # as safety.checking: the next look after the stop raises
+            threading.Event().wait(0.001)
+        raise Cancelled
+
+
+def test_a_stop_abandons_a_round_in_progress_and_emits_nothing() -> None:
+    source, emitted = Slow(), list[list[str]]()
+    schedule = Schedule(source, emitted.append, lambda: 0, index_interval_ms=QUARTER, sla_period_ms=DAY)
+    schedule.start()
+    assert source.started.wait(10), "the round started"
+    schedule.stop()
+    assert not schedule._thread.is_alive()  # joined, not left computing
+    assert emitted == []
+
+
+def test_the_first_round_waits_until_the_service_is_ready() -> None:
+    source, emitted, ready = Recorder(), list[list[str]](), threading.Event()
+    schedule = Schedule(
+        source, emitted.append, lambda: DAY + 1, index_interval_ms=QUARTER, sla_period_ms=DAY, ready=ready
+    )
+    schedule.start()
+    try:
+        assert not ready.wait(0.3) and source.calls == []  # nothing computed before ready
+        ready.set()
+        eventually(lambda: emitted, what="the first round once ready")
+    finally:
+        schedule.stop()
+    assert emitted[0] == [f"grid_index {DAY}", "grid_sla 0"]
