@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -15,6 +16,13 @@ import paho.mqtt.client as mqtt
 
 from access import Access
 from devices import ConfigError, FiregridError, Registry, StoreStoppingError, Topics, listen
+from firegrid._districts import (
+    ActionRouter,
+    check_districts,
+    claim_data_dir,
+    own_registry,
+    readings_subscriptions,
+)
 from firegrid._hazards import Hazards
 from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app
 from firegrid._settings import Settings
@@ -58,16 +66,37 @@ class IngestService:
     def __init__(self, settings: Settings, sinks: Sequence[ReadingSink] = ()) -> None:
         self.settings = settings
         http_socket = listen(settings.http_host, settings.http_port)  # a port in use: stop at once
-        self.registry = Registry.load(settings.registry)
+        self.districts = settings.district_list
+        """The districts this instance owns (FIREGRID_DISTRICTS); empty: all of the registry's."""
+        self.full_registry = Registry.load(settings.registry)
+        check_districts(self.full_registry, self.districts)  # an unknown district: one line
+        self.registry = self._own(self.full_registry)
+        """What this instance works on: its districts' devices, grids and stations."""
+        self.actions_router = ActionRouter(self.full_registry, self.districts)
+        self._claim = claim_data_dir(settings.data_dir, self.districts, settings.mqtt_client_id)
+        try:
+            self._build(settings, sinks, http_socket)
+        except BaseException:
+            self._claim.release()
+            http_socket.close()
+            raise
+
+    def _own(self, registry: Registry) -> Registry:
+        return own_registry(registry, self.districts) if self.districts else registry
+
+    def _build(self, settings: Settings, sinks: Sequence[ReadingSink], http_socket: socket.socket) -> None:
         self.clock = settings.clock
         self.now_ms = self.clock.reader()
         """The service clock (epoch ms): the wall clock unless FIREGRID_CLOCK_* scale it."""
         _tune_gc()
         log.info(
-            "registry %s: %d devices, %d grids",
+            "registry %s: %d devices, %d grids%s",
             settings.registry,
             len(self.registry),
             len(self.registry.grids),
+            f" (districts {', '.join(self.districts)} of {len(self.full_registry.districts)})"
+            if self.districts
+            else "",
         )
         self.metrics = IngestMetrics()
         self._fatal: BaseException | None = None
@@ -87,11 +116,14 @@ class IngestService:
         self.inbox = Inbox()
         prefix = settings.topic_prefix
         topics = Topics(prefix)
+        self._topics = topics
+        self.actions_elsewhere = 0
+        """Worker actions left to the instance that owns their event (FIREGRID_DISTRICTS)."""
         actions = topics.actions_subscription
         self.consumer = MqttConsumer(
             settings.mqtt_url,
-            settings.client_id,
-            [topics.readings_subscription, actions],
+            settings.mqtt_client_id,
+            [*readings_subscriptions(topics, self.districts), actions],
             self.inbox,
             on_fatal=self._on_fatal,
             on_overload_drop=self.metrics.overload_dropped.inc,
@@ -138,7 +170,7 @@ class IngestService:
         )
         self.metrics.commit_pending.set_function(lambda: self.committer.pending_lines)
         # HTTP Basic against FIREGRID_CREDENTIALS, rights from the registry (CONTRACT §10)
-        self.gate = Gatekeeper(settings.credentials, Access(self.registry))
+        self.gate = Gatekeeper(settings.credentials, Access(self.full_registry))
         self.http_threads = ApiThreads()
         self.http = HttpServer(
             build_app(
@@ -183,7 +215,15 @@ class IngestService:
             self._subscribed.set()
 
     def _on_action(self, message: mqtt.MQTTMessage) -> None:
-        self.hazards.on_action(message)
+        worker = self._topics.action_worker(message.topic)
+        if self.actions_router.decide(worker, message.payload, self._knows_event):
+            self.hazards.on_action(message)
+        else:
+            self.actions_elsewhere += 1
+            log.debug("action of %s on %s left to the instance owning its event", worker, message.topic)
+
+    def _knows_event(self, event_id: str) -> bool:
+        return self.hazards.events.get_event(event_id) is not None
 
     def _on_rejected(self, rejected: list[RejectedLine]) -> None:
         self.pipeline.on_influx_rejected(rejected)
@@ -232,12 +272,16 @@ class IngestService:
     def _reload(self) -> None:
         self._reload_requested.clear()
         try:
-            registry = Registry.load(self.settings.registry, previous=self.registry)
-            access = Access(registry)  # refuses names shared by two principals
+            full = Registry.load(self.settings.registry, previous=self.full_registry)
+            check_districts(full, self.districts)  # a district of this instance gone: refused
+            access = Access(full)  # refuses names shared by two principals
         except ConfigError as exc:
             log.error("registry reload refused, keeping the loaded one: %s", exc)
             return
+        registry = self._own(full)
+        self.full_registry = full
         self.registry = registry
+        self.actions_router = ActionRouter(full, self.districts)
         self.pipeline.reload(registry)
         self.hazards.reload(registry)
         self.gate.set_access(access)
@@ -267,7 +311,7 @@ class IngestService:
         if count:
             fields["write_latency_ms"] = 1000.0 * totals["firegrid_write_latency_seconds_sum"] / count
         line = encode_line(
-            series_key("ingest_stats", (("instance", self.settings.instance),)), fields, self.now_ms()
+            series_key("ingest_stats", (("instance", self.settings.instance_name),)), fields, self.now_ms()
         )
         self.committer.submit([line], ())
 
@@ -304,6 +348,7 @@ class IngestService:
         self.gate.close()
         self.hazards.close()
         self.store.stop(drain_timeout=2.0)
+        self._claim.release()
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; SIGHUP reloads the registry. Returns the exit code."""
@@ -322,8 +367,9 @@ class IngestService:
         if not self.clock.identity:
             log.warning("%s (simulation and demos only)", self.clock.describe())
         log.info(
-            "firegrid ingest running: MQTT %s, InfluxDB %s/%s, HTTP %s",
+            "firegrid ingest running: MQTT %s as %s, InfluxDB %s/%s, HTTP %s",
             self.consumer.address,
+            self.settings.mqtt_client_id,
             self.settings.influx_url,
             self.settings.influx_db,
             self.settings.http,

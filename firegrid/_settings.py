@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from devices import SettingsError, is_identifier
 from firegrid._clock import Clock
+from firegrid._districts import districts_suffix, parse_districts
 from ingest import BrokerAddress, DeviceRate
 from safety import Weights, load_weights
 
@@ -48,12 +49,17 @@ class Settings(BaseSettings):
     credentials: Path = Path("./credentials")
     """Directory written by ``firegrid credentials``: its ``passwd`` checks HTTP passwords (§10)."""
     # extensions of the contract
-    client_id: str = "firegrid-ingest"
-    """MQTT client id: fixed, so the persistent session survives restarts."""
+    client_id: str | None = None
+    """MQTT client id: fixed, so the persistent session survives restarts. Unset:
+    ``firegrid-ingest``; with ``districts``, ``-`` and the districts' suffix is appended (to the
+    one given too), so that instances of different districts never share a session."""
+    districts: str = ""
+    """The districts this instance owns (comma-separated; issue 17, docs/DEPLOY.md); empty: all."""
     topic_prefix: str = ""
     """Prepended to every topic (several deployments on one broker; tests)."""
-    instance: str = "ingest-1"
-    """Tag of this process's ``ingest_stats`` points."""
+    instance: str | None = None
+    """Tag of this process's ``ingest_stats`` points; unset: ``ingest-1``, or with ``districts``
+    ``ingest-`` and the districts' suffix."""
     batch_max: int = Field(default=5000, ge=1, le=100_000)
     influx_timeout_s: float = Field(default=5.0, gt=0, le=120)
     stats_interval_s: float = Field(default=10.0, gt=0)
@@ -112,8 +118,8 @@ class Settings(BaseSettings):
 
     @field_validator("influx_db", "instance")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not is_identifier(value):
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not is_identifier(value):
             raise ValueError(f"{value!r} must be letters, digits, _ . - (at most 64)")
         return value
 
@@ -124,6 +130,44 @@ class Settings(BaseSettings):
         if not match or not (0 < int(match["port"]) < 65536):
             raise ValueError(f"must be host:port, got {value!r}")
         return value
+
+    @field_validator("client_id", mode="before")
+    @classmethod
+    def _client_id_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.encode()) > 200 or "\x00" in value):
+            raise ValueError(f"{value!r} must be at most 200 bytes, without NUL")
+        return value
+
+    @field_validator("districts")
+    @classmethod
+    def _districts(cls, value: str) -> str:
+        for district in parse_districts(value):
+            if not is_identifier(district):
+                raise ValueError(f"{district!r} is not a district id (letters, digits, _ . -, at most 64)")
+        return value
+
+    @property
+    def district_list(self) -> tuple[str, ...]:
+        """The districts this instance owns, sorted; empty: all of the registry's."""
+        return parse_districts(self.districts)
+
+    @property
+    def mqtt_client_id(self) -> str:
+        base = self.client_id or "firegrid-ingest"
+        districts = self.district_list
+        return f"{base}-{districts_suffix(districts)}" if districts else base
+
+    @property
+    def instance_name(self) -> str:
+        if self.instance is not None:
+            return self.instance
+        districts = self.district_list
+        return f"ingest-{districts_suffix(districts)}" if districts else "ingest-1"
 
     @field_validator("device_rate", mode="before")
     @classmethod

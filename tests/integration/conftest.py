@@ -62,6 +62,15 @@ class IngestProcess:
         events: list[dict[str, Any]] = response.json()
         return events
 
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """``/events/{event_id}`` (with its history) as the suite's API account; None: 404."""
+        response = httpx.get(f"{self.http}/events/{event_id}", auth=API_AUTH, timeout=10)
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 200, response.text
+        event: dict[str, Any] = response.json()
+        return event
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:
