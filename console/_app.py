@@ -167,7 +167,7 @@ class Console:
         self.hub = Hub()
         broker = settings.broker
         assert broker.user is not None and broker.password is not None  # the settings check it
-        self.api = IngestApi(settings.console_api, broker.user, broker.password)
+        self.api = IngestApi(settings.api_urls, broker.user, broker.password)
         self.board = GridBoard(self.api, clock=clock)
         self.mqtt = ConsoleMqtt(
             broker,

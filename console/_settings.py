@@ -46,7 +46,8 @@ class BrokerUrl:
 
 
 class ConsoleSettings(BaseSettings):
-    """``FIREGRID_CONSOLE_HTTP``, ``FIREGRID_CONSOLE_API``, ``FIREGRID_MQTT_URL`` (its user is the
+    """``FIREGRID_CONSOLE_HTTP``, ``FIREGRID_CONSOLE_API`` (one URL, or several separated by
+    commas: one per ingest instance), ``FIREGRID_MQTT_URL`` (its user is the
     console's account on the broker and on ingest's API), ``FIREGRID_MQTT_CA``,
     ``FIREGRID_CREDENTIALS``, ``FIREGRID_REGISTRY``, ``FIREGRID_TOPIC_PREFIX``; and, to serve
     HTTPS, ``FIREGRID_CONSOLE_CERT`` and ``FIREGRID_CONSOLE_KEY`` (PEM files)."""
@@ -74,10 +75,24 @@ class ConsoleSettings(BaseSettings):
     @field_validator("console_api")
     @classmethod
     def _api(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        urls = [url.strip().rstrip("/") for url in value.split(",") if url.strip()]
+        if not urls:
             raise ValueError(f"must look like http://host:port (no credentials in it), got {value!r}")
-        return value.rstrip("/")
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+                raise ValueError(
+                    f"must look like http://host:port (no credentials in it), or several of them "
+                    f"separated by commas, got {url!r}"
+                )
+        if len(set(urls)) != len(urls):
+            raise ValueError(f"names an ingest API twice: {value!r}")
+        return ",".join(urls)
+
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        """ingest's API, one URL per instance (several instances each own some districts)."""
+        return tuple(self.console_api.split(","))
 
     @field_validator("mqtt_url")
     @classmethod
