@@ -20,6 +20,7 @@ comments and the ``severity`` note that accompanies a repeat).
 from __future__ import annotations
 
 import logging
+import operator
 import sqlite3
 import threading
 import weakref
@@ -47,7 +48,34 @@ _COLUMNS = (
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM events"
 _INSERT = f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-_UPDATE = f"UPDATE events SET {', '.join(f'{c} = ?' for c in _COLUMNS[1:])} WHERE event_id = ?"
+# Narrow UPDATEs (issue 17): only the columns a change can touch, and none of an index's columns
+# (dedup_key, state, raised_at) unless the state changed, so SQLite leaves the indexes alone.
+REPEAT_COLUMNS = ("count", "value", "threshold", "message", "updated_at", "rev", "last_raise_ts")
+"""What a plain repeat changes (the coalesced repeats of alerts/_store.py)."""
+CHANGE_COLUMNS = (
+    *REPEAT_COLUMNS,
+    "severity",
+    "cleared",
+    "escalated",
+    "district",
+    "grid_id",
+    "lat",
+    "lon",
+    "station_id",
+    "deadline_ms",
+)
+"""What any change but a move of the lifecycle changes (clear, severity, escalation, reroute)."""
+STATE_COLUMNS = (*CHANGE_COLUMNS, "state")
+"""What an action changes (the state: two indexes are updated)."""
+_UPDATES = tuple(
+    f"UPDATE events SET {', '.join(f'{c} = ?' for c in columns)} WHERE event_id = ?"
+    for columns in (REPEAT_COLUMNS, CHANGE_COLUMNS, STATE_COLUMNS)
+)
+_GETTERS = tuple(
+    operator.attrgetter(*columns, "event_id") for columns in (REPEAT_COLUMNS, CHANGE_COLUMNS, STATE_COLUMNS)
+)
+REPEAT, CHANGE, STATE = 0, 1, 2
+"""How wide an event's UPDATE is (:meth:`Writer.update`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -333,8 +361,10 @@ class Writer:
     def insert(self, events: Iterable[Event]) -> None:
         self._c.executemany(_INSERT, (_row(e) for e in events))
 
-    def update(self, events: Iterable[Event]) -> None:
-        self._c.executemany(_UPDATE, ((*row[1:], row[0]) for row in map(_row, events)))
+    def update(self, events: Iterable[Event], width: int = STATE) -> None:
+        """Write the columns of ``width`` (:data:`REPEAT`, :data:`CHANGE` or :data:`STATE`)."""
+        # (cleared and escalated: sqlite3 stores a bool as the integer 0 or 1, like _row)
+        self._c.executemany(_UPDATES[width], map(_GETTERS[width], events))
 
     def transition(self, *items: Transition) -> None:
         self._c.executemany(

@@ -19,6 +19,7 @@ from alerts._event import Event
 from devices import quote_string, series_key
 
 MEASUREMENT = "events"
+_MAX_FIXED = 100_000
 
 
 class PointClock:
@@ -31,6 +32,24 @@ class PointClock:
         """The latest point time handed out (persisted as the next floor)."""
         self._last: dict[str, int] = {}
         self._series: dict[tuple[str, str, str, str, str], str] = {}
+        self._fixed: dict[str, tuple[float | None, float | None, str]] = {}
+        """event_id → (lat, lon, the fields that never change but with a reroute), formatted."""
+
+    def fixed(self, event: Event) -> str:
+        """``event_id=…,device=…,site=…[,lat=…,lon=…]`` of ``event`` (cached: issue 17)."""
+        cached = self._fixed.get(event.event_id)
+        if cached is not None and cached[0] == event.lat and cached[1] == event.lon:
+            return cached[2]
+        text = (
+            f"event_id={quote_string(event.event_id)},device={quote_string(event.device_id)},"
+            f"site={quote_string(event.site_id)}"
+        )
+        if event.lat is not None and event.lon is not None:
+            text += f",lat={float(event.lat)!r},lon={float(event.lon)!r}"
+        if len(self._fixed) >= _MAX_FIXED:
+            self._fixed.clear()
+        self._fixed[event.event_id] = (event.lat, event.lon, text)
+        return text
 
     def series(self, event: Event) -> str:
         tags = (event.district, event.grid_id, event.type, event.severity, event.kind)
@@ -50,11 +69,7 @@ class PointClock:
 
 def event_line(event: Event, change: str, clock: PointClock, now_ms: int, *, with_state: bool) -> str:
     """One line. The field keys are ours (no escaping needed); strings are quoted and escaped."""
-    parts = [
-        f"event_id={quote_string(event.event_id)}",
-        f"device={quote_string(event.device_id)}",
-        f"site={quote_string(event.site_id)}",
-    ]
+    parts = [clock.fixed(event)]
     if with_state:
         parts.append(f'state="{event.state}"')
     if event.value is not None:
@@ -62,8 +77,6 @@ def event_line(event: Event, change: str, clock: PointClock, now_ms: int, *, wit
     if event.threshold is not None:
         parts.append(f"threshold={float(event.threshold)!r}")
     parts.append(f"count={float(event.count)!r}")
-    if event.lat is not None and event.lon is not None:
-        parts.append(f"lat={float(event.lat)!r},lon={float(event.lon)!r}")
     parts.append(f"message={quote_string(event.message)}")
     parts.append(f'change="{change}"')
     parts.append("cleared=true" if event.cleared else "cleared=false")

@@ -7,10 +7,22 @@ returns an :class:`Outcome` with what it published and the ``events`` line-proto
 caller must write through its durable store. With a publisher, the publications of a change are
 committed with it into the outbox and leave it on the broker's PUBACK (CONTRACT §13,
 ``alerts/_outbox.py``); every published change bumps the event's ``rev``.
+
+Repeats are coalesced (issue 17): a plain repeat of an event (a raise of an event that is open,
+acknowledged or resolved, neither cleared nor of a higher severity) is published and written at
+once only when the event's last publication is at least :data:`REPEAT_WINDOW_MS` of service time
+old; otherwise it only changes the event in memory (count, value, threshold, message,
+``updated_at``), and one publication carrying the latest of them goes out when the window has
+passed (:meth:`EventStore.process` and :meth:`EventStore.tick`, via
+:meth:`EventStore.next_deadline`), with any other change of the event (at once, carrying the
+up-to-date count), or at :meth:`EventStore.flush` / :meth:`EventStore.close`. A ``kill -9`` loses
+at most the repeats counted since the event's last publication, never an event or a change of
+state, severity or ``cleared``.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sqlite3
 import threading
@@ -24,7 +36,7 @@ import orjson
 from ulid import ULID
 
 from alerts._actions import MOVES, ActionRequest, ActionResult, check_worker, parse_action, refusal
-from alerts._db import EventDb, Transition, Writer
+from alerts._db import CHANGE, REPEAT, STATE, EventDb, Transition, Writer
 from alerts._escalation import DEFAULT_DEADLINES_MS, Deadlines
 from alerts._event import SEVERITY_RANK, STATES, Event, key_text
 from alerts._outbox import Outbox
@@ -39,6 +51,17 @@ DB_NAME: Final = "events.sqlite"
 MAX_LIST: Final = 10_000
 _FLOOR: Final = "point_floor_ms"
 _TOPIC_UNSAFE: Final = frozenset("/+#\x00")
+REPEAT_WINDOW_MS: Final = 250
+"""At most one publication (and one write) of plain repeats per event per this much service time.
+
+CONTRACT §8 wants every change published within 1 s of its message's arrival, and §13 each
+published change committed with the event into the outbox: the window must stay well under a
+second, including the pipeline's timer period (firegrid/_hazards.py runs :meth:`EventStore.tick`
+every 500 ms when no batch comes) and the time of a batch."""
+REPEAT_POINT_MS: Final = 5_000
+"""At most one ``events`` point of repeats per event per this much service time (CONTRACT §6
+asks a point at every *state* change; a repeat is none). A repeat whose point is skipped leaves
+it owed: written with the event's next change or when this time has passed (:meth:`EventStore.tick`)."""
 
 
 @dataclass(slots=True)
@@ -67,6 +90,8 @@ class _Batch:
     def __init__(self) -> None:
         self.new: dict[str, Event] = {}
         self.dirty: dict[str, Event] = {}
+        self.width: dict[str, int] = {}
+        """How wide each dirty event's UPDATE must be (``alerts._db.REPEAT`` … ``STATE``)."""
         self.transitions: list[Transition] = []
         self.outcome = Outcome()
 
@@ -87,7 +112,13 @@ class _Batch:
 
     def write(self, writer: Writer) -> None:
         writer.insert(self.new.values())
-        writer.update(e for event_id, e in self.dirty.items() if event_id not in self.new)
+        by_width: list[list[Event]] = [[], [], []]
+        for event_id, event in self.dirty.items():
+            if event_id not in self.new:
+                by_width[self.width[event_id]].append(event)
+        for width, events in enumerate(by_width):
+            if events:
+                writer.update(events, width)
         if self.transitions:
             writer.transition(*self.transitions)
 
@@ -129,6 +160,18 @@ class EventStore:
         self._by_id: dict[str, Event] = {}
         self._deadlines = Deadlines()
         self._clock = PointClock()
+        self._published_ms: dict[str, int] = {}
+        """Service time of each active event's latest publication (this run)."""
+        self._pending: dict[str, int] = {}
+        """Events with repeats counted in memory only: event_id → service time of the latest."""
+        self._pending_due: list[tuple[int, str]] = []
+        """(when to publish, event_id), a heap; entries of events no longer pending are skipped."""
+        self._point_ms: dict[str, int] = {}
+        """Service time of each active event's latest ``events`` point (this run)."""
+        self._point_owed: dict[str, int] = {}
+        """Events whose latest repeat has no point yet: event_id → when to write it."""
+        self._points_due: list[tuple[int, str]] = []
+        """(when, event_id) of the owed points, a heap (stale entries skipped)."""
         self._load()
         self._outbox = None if publisher is None else Outbox(self._db, publisher, connected=connected)
 
@@ -159,6 +202,12 @@ class EventStore:
         """(Re)build the in-memory view of the not-closed events from the database."""
         self._active.clear()
         self._by_id.clear()
+        self._published_ms.clear()
+        self._pending.clear()
+        self._pending_due.clear()
+        self._point_ms.clear()
+        self._point_owed.clear()
+        self._points_due.clear()
         self._deadlines = Deadlines()
         for event in self._db.active():
             self._active[event.key] = event
@@ -168,7 +217,14 @@ class EventStore:
         self._clock = PointClock(self._db.meta(_FLOOR))
 
     def close(self) -> None:
+        """Flush the coalesced repeats (:meth:`flush`) and close. Their ``events`` points are
+        dropped (nobody takes them any more): they are repeats, not state changes (CONTRACT §6)."""
         with self._lock:
+            if self._pending:
+                try:
+                    self.flush(max(self._by_id[i].updated_at for i in self._pending))
+                except Exception:
+                    log.exception("event store: the last repeats could not be written at close")
             if self._outbox is not None:
                 self._outbox.close()
             self._db.close()
@@ -206,6 +262,8 @@ class EventStore:
         """Apply the rules engine's hits: raise, repeat (count), severity rise, clear."""
         with self._lock:
             batch = _Batch()
+            if self._pending_due and self._pending_due[0][0] <= now_ms:
+                self._publish_repeats(batch, now_ms)
             for hit in hits:
                 key = key_text(hit.key)
                 event = self._active.get(key)
@@ -268,9 +326,21 @@ class EventStore:
         event.value = hit.value
         event.threshold = hit.threshold
         event.message = hit.message
-        event.cleared = False
         event.last_raise_ts = max(event.last_raise_ts, hit.ts)
         event.updated_at = max(event.updated_at, now_ms)
+        event_id = event.event_id
+        if not (higher or event.cleared):
+            last = self._published_ms.get(event_id)
+            if event_id in batch.dirty or (last is not None and now_ms - last < REPEAT_WINDOW_MS):
+                # coalesced: published with the next change, or when the window has passed
+                if event_id not in self._pending:
+                    due = (now_ms if last is None else last) + REPEAT_WINDOW_MS
+                    heapq.heappush(self._pending_due, (due, event_id))
+                self._pending[event_id] = now_ms
+                return
+        self._pending.pop(event_id, None)  # this publication carries them
+        plain = not (higher or event.cleared)
+        event.cleared = False
         batch.note(event, now_ms, "repeat", hit.message)
         change = "repeat"
         if higher:
@@ -282,9 +352,10 @@ class EventStore:
             if event.deadline_ms is not None:
                 event.deadline_ms = min(event.deadline_ms, now_ms + self._deadline_ms[hit.severity])
                 self._deadlines.push(event.deadline_ms, event.event_id)
-        self._changed(batch, event, change, now_ms, with_state=False)
+        self._changed(batch, event, change, now_ms, with_state=False, plain_repeat=plain)
 
     def _clear(self, batch: _Batch, event: Event, hit: Hit, now_ms: int) -> None:
+        self._absorb(batch, event)
         event.cleared = True
         event.updated_at = max(event.updated_at, now_ms)
         batch.note(event, now_ms, "clear", hit.message)
@@ -297,16 +368,33 @@ class EventStore:
         return None if event is None else event.deadline_ms
 
     def next_deadline(self) -> int | None:
-        """The earliest escalation deadline (epoch ms), or None: call :meth:`tick` when it is due."""
+        """The earliest escalation deadline or publication of coalesced repeats (epoch ms), or
+        None: call :meth:`tick` when it is due."""
         with self._lock:
-            return self._deadlines.next(self._current_deadline)
+            due = self._deadlines.next(self._current_deadline)
+            pending = self._pending_due
+            while pending and pending[0][1] not in self._pending:
+                heapq.heappop(pending)  # no longer pending: published with another change
+            if pending and (due is None or pending[0][0] < due):
+                due = pending[0][0]
+            points, owed = self._points_due, self._point_owed
+            while points and owed.get(points[0][1]) != points[0][0]:
+                heapq.heappop(points)  # written with another change
+            if points and (due is None or points[0][0] < due):
+                due = points[0][0]
+            return due
 
     def tick(self, now_ms: int) -> Outcome:
-        """Escalate every open event whose deadline is ``<= now_ms`` (once each)."""
+        """Publish the coalesced repeats whose window has passed; escalate every open event whose
+        deadline is ``<= now_ms`` (once each)."""
         with self._lock:
             batch = _Batch()
+            if self._pending_due and self._pending_due[0][0] <= now_ms:
+                self._publish_repeats(batch, now_ms)
+            self._owed_points(batch, now_ms)
             for event_id in self._deadlines.due(now_ms, self._current_deadline):
                 event = self._by_id[event_id]
+                self._absorb(batch, event)
                 event.escalated = True
                 event.deadline_ms = None
                 event.updated_at = max(event.updated_at, now_ms)
@@ -390,6 +478,8 @@ class EventStore:
             batch.note(event, now_ms, "comment", request.note, worker_id=worker_id)
             return ActionResult(event.event_id, request.action, True, at=now_ms)
         before, after = MOVES[request.action]
+        if event.event_id in self._by_id:
+            self._absorb(batch, event)
         event.state = after
         event.updated_at = max(event.updated_at, now_ms)
         if after != "open":
@@ -397,6 +487,8 @@ class EventStore:
         if after == "closed":
             del self._active[event.key]
             del self._by_id[event.event_id]
+            self._published_ms.pop(event.event_id, None)
+            self._point_ms.pop(event.event_id, None)
         batch.note(event, now_ms, request.action, request.note, worker_id=worker_id, before=before)
         self._changed(batch, event, after, now_ms, with_state=True)
         return ActionResult(event.event_id, request.action, True, at=now_ms)
@@ -428,6 +520,7 @@ class EventStore:
                     event.station_id,
                 ):
                     continue
+                self._absorb(batch, event)
                 note = f"grid {event.grid_id} → {grid}, station {event.station_id} → {station}"
                 event.grid_id, event.district, event.lat, event.lon, event.station_id = (
                     grid,
@@ -466,7 +559,16 @@ class EventStore:
             since_ms=since_ms,
             limit=min(limit, MAX_LIST),
         )
-        return [e.to_dict() for e in events]
+        pending = self._counted_in_memory()
+        return [pending.get(e.event_id) or e.to_dict() for e in events]
+
+    def _counted_in_memory(self) -> dict[str, dict[str, Any]]:
+        """The event JSON of the events whose latest repeats are not written yet (coalesced):
+        their count and value as they stand, ``rev`` still that of their last publication."""
+        if not self._pending:
+            return {}
+        with self._lock:
+            return {i: self._by_id[i].to_dict() for i in self._pending}
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         """The event JSON plus ``history``: its transitions, oldest first, each
@@ -474,7 +576,7 @@ class EventStore:
         event = self._db.get(event_id)
         if event is None:
             return None
-        document = event.to_dict()
+        document = self._counted_in_memory().get(event_id) or event.to_dict()
         document["history"] = self._db.history(event_id)
         return document
 
@@ -498,10 +600,36 @@ class EventStore:
         *,
         with_state: bool,
         extra: tuple[str, ...] = (),
+        plain_repeat: bool = False,
     ) -> None:
-        batch.dirty[event.event_id] = event
+        event_id = event.event_id
+        batch.dirty[event_id] = event
+        width = STATE if with_state else REPEAT if change == "repeat" else CHANGE
+        if batch.width.get(event_id, -1) < width:
+            batch.width[event_id] = width
         event.rev += 1
-        batch.outcome.lines.append(event_line(event, change, self._clock, now_ms, with_state=with_state))
+        if event.state != "closed":
+            self._published_ms[event_id] = now_ms
+            if plain_repeat:
+                last = self._point_ms.get(event_id)
+                if last is not None and now_ms - last < REPEAT_POINT_MS:
+                    if event_id not in self._point_owed:
+                        self._point_owed[event_id] = last + REPEAT_POINT_MS
+                        heapq.heappush(self._points_due, (last + REPEAT_POINT_MS, event_id))
+                    last = None
+                else:
+                    last = now_ms
+            else:
+                last = now_ms
+            if last is not None:
+                self._point_ms[event_id] = now_ms
+                self._point_owed.pop(event_id, None)
+                batch.outcome.lines.append(
+                    event_line(event, change, self._clock, now_ms, with_state=with_state)
+                )
+        else:
+            self._point_owed.pop(event_id, None)
+            batch.outcome.lines.append(event_line(event, change, self._clock, now_ms, with_state=with_state))
         document = event.to_dict()
         batch.outcome.events.append(document)
         payload = orjson.dumps(document)
@@ -511,9 +639,55 @@ class EventStore:
         topics.extend(extra)
         batch.outcome.published.extend(Publication(topic, payload, QOS) for topic in topics)
 
+    def flush(self, now_ms: int) -> Outcome:
+        """Publish and write every event's coalesced repeats now (a clean stop)."""
+        with self._lock:
+            batch = _Batch()
+            self._publish_repeats(batch, now_ms, every=True)
+            return self._commit(batch)
+
+    def _publish_repeats(self, batch: _Batch, now_ms: int, *, every: bool = False) -> None:
+        """One publication per event whose coalesced repeats are due (all of them: ``every``)."""
+        pending, due = self._pending, self._pending_due
+        if every:
+            due.clear()
+            chosen = list(pending)
+        else:
+            chosen = []
+            while due and due[0][0] <= now_ms:
+                event_id = heapq.heappop(due)[1]
+                if event_id in pending:
+                    chosen.append(event_id)
+        for event_id in chosen:
+            at = pending.pop(event_id, None)
+            event = self._by_id.get(event_id)
+            if at is None or event is None:
+                continue
+            batch.note(event, at, "repeat", event.message)
+            self._changed(batch, event, "repeat", max(now_ms, at), with_state=False, plain_repeat=True)
+
+    def _owed_points(self, batch: _Batch, now_ms: int) -> None:
+        """The ``events`` points of repeats skipped by :data:`REPEAT_POINT_MS`, now due."""
+        points, owed = self._points_due, self._point_owed
+        while points and points[0][0] <= now_ms:
+            due, event_id = heapq.heappop(points)
+            event = self._by_id.get(event_id)
+            if owed.get(event_id) != due or event is None:
+                continue
+            del owed[event_id]
+            self._point_ms[event_id] = now_ms
+            batch.outcome.lines.append(event_line(event, "repeat", self._clock, now_ms, with_state=False))
+
+    def _absorb(self, batch: _Batch, event: Event) -> None:
+        """Before another change of ``event``: its coalesced repeats go into the history (that
+        change's publication carries their count)."""
+        at = self._pending.pop(event.event_id, None)
+        if at is not None:
+            batch.note(event, at, "repeat", event.message)
+
     def _commit(self, batch: _Batch) -> Outcome:
         outcome = batch.outcome
-        if not (batch.new or batch.dirty or batch.transitions):
+        if not (batch.new or batch.dirty or batch.transitions or outcome.lines):
             return outcome
         outbox = self._outbox
         rows = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerts import EventStore, Outcome
+from alerts import REPEAT_WINDOW_MS, EventStore, Outcome
 from tests.unit.alerts.conftest import T0, FakePublisher, HitFactory, action, parse_line
 
 # grids: D01-G00 (W0, SUP1), D01-G01 (W1), D01-G02 (W2, SUP1), D01-G03 (W3); SUP1 is the supervisor
@@ -228,5 +228,9 @@ def test_a_repeat_of_an_acknowledged_event_counts_and_keeps_its_state(
     store: EventStore, hit: HitFactory, event_id: str
 ) -> None:
     _do(store, "W0", event_id, "ack")
-    out = store.process([hit("S0000", "TAMPER", "major", ts=T0 + 1)], T0 + 1)
+    # within REPEAT_WINDOW_MS of the ack's publication: counted at once, published when it passes
+    assert store.process([hit("S0000", "TAMPER", "major", ts=T0 + 1)], T0 + 1).events == []
+    assert store.list_events()[0]["count"] == 2
+    assert store.next_deadline() == T0 + REPEAT_WINDOW_MS
+    out = store.tick(T0 + REPEAT_WINDOW_MS)
     assert out.events[0]["state"] == "acknowledged" and out.events[0]["count"] == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from alerts import EVENT_FIELDS, EventStore
+from alerts import EVENT_FIELDS, REPEAT_POINT_MS, EventStore
 from devices import Reading, Registry, SmokePayload
 from rules import RuleEngine
 from tests.unit.alerts.conftest import T0, FakePublisher, HitFactory, action, parse_line
@@ -96,11 +96,12 @@ def test_repeat_counts_on_the_same_event_without_a_second_open_point(
     store: EventStore, publisher: FakePublisher, hit: HitFactory
 ) -> None:
     first = store.process([hit("S0000", "TAMPER", ts=T0)], T0)
-    second = store.process([hit("S0000", "TAMPER", ts=T0 + 1000, value=2.0)], T0 + 1000)
+    later = T0 + REPEAT_POINT_MS  # sooner, the repeat's point would wait (test_coalescing.py)
+    second = store.process([hit("S0000", "TAMPER", ts=later, value=2.0)], later)
     a, b = publisher.on("alerts/D01/D01-G00")
     assert a["event_id"] == b["event_id"]
     assert (a["count"], b["count"]) == (1, 2)
-    assert b["value"] == 2.0 and b["updated_at"] == T0 + 1000 and b["raised_at"] == T0
+    assert b["value"] == 2.0 and b["updated_at"] == later and b["raised_at"] == T0
     assert parse_line(first.lines[0])[2]["state"] == "open"
     [repeat] = second.lines
     fields = parse_line(repeat)[2]

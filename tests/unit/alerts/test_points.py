@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from alerts import EventStore
+from alerts import REPEAT_POINT_MS, EventStore
 from tests.unit.alerts.conftest import MINUTE, T0, HitFactory, action, parse_line
 
 
@@ -58,9 +58,10 @@ def test_state_open_is_written_once_per_event_and_every_state_once(
     lines: list[str] = []
     event_id = store.process([hit("S0000", "TAMPER")], T0).events[0]["event_id"]
     lines += store.process([hit("S0000", "TAMPER")], T0).lines  # replay: nothing
-    lines = [*store.process([hit("S0000", "TAMPER", ts=T0 + 1)], T0).lines]
-    lines += store.process([hit("S0000", "TAMPER", state="clear", ts=T0 + 2)], T0).lines
-    lines += store.process([hit("S0000", "TAMPER", ts=T0 + 3)], T0).lines
+    w = REPEAT_POINT_MS  # within it of the event's last point, a repeat's point waits
+    lines = [*store.process([hit("S0000", "TAMPER", ts=T0 + 1)], T0 + w).lines]
+    lines += store.process([hit("S0000", "TAMPER", state="clear", ts=T0 + 2)], T0 + w).lines
+    lines += store.process([hit("S0000", "TAMPER", ts=T0 + 3)], T0 + 2 * w).lines
     lines += store.tick(T0 + 30 * MINUTE).lines
     for worker, name in (("W0", "ack"), ("W0", "comment"), ("W0", "resolve"), ("SUP1", "close")):
         lines += store.handle_action(worker, action(event_id, name), T0 + 31 * MINUTE).lines
