@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from devices import KINDS
-from rules._family import Batch, Cols, Column, Family, machine_columns
+from rules._family import Batch, Cols, Column, Family, Small, machine_columns, quiet_step
 from rules._hit import Hit, num
 
 TYPE = "LOW_BATTERY"
@@ -36,3 +38,28 @@ class BatteryRules(Family):
             raised=lambda i: f"Battery {num(float(battery[i]))} % < {num(rule.limit)} %",
             cleared=lambda i: f"Battery {num(float(battery[i]))} % ≥ {num(rule.clear)} %: cleared",
         )
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        rule = self.ctx.config.low_battery
+        active, since = cols[f"{TYPE}.active"], cols[f"{TYPE}.since"]
+        for_ms = rule.for_s * 1000
+        moves: list[tuple[int, int]] = []
+        for reading, i in zip(small.readings, small.local, strict=True):
+            value = getattr(reading.payload, "battery_pct", None)
+            b = math.nan if value is None else float(value)
+            s = quiet_step(
+                bool(active[i]),
+                int(since[i]),
+                reading.ts,
+                up=b < rule.limit,
+                down=b >= rule.clear,
+                valid=value is not None,
+                for_ms=for_ms,
+            )
+            if s is None:
+                return False
+            moves.append((i, s))
+        if for_ms > 0:
+            for i, s in moves:
+                since[i] = s
+        return True

@@ -11,6 +11,7 @@ gives a slope below ``clear_rate_c_per_min``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,12 +26,14 @@ from rules._family import (
     Family,
     Floats,
     KindView,
+    Small,
     exact,
     fault_flags,
     floats,
     machine_columns,
     per_device,
     positions,
+    quiet_step,
 )
 from rules._hit import Hit, duration, held_for, num
 
@@ -87,6 +90,121 @@ class ElectricalRules(Family):
         if has_temp.any():
             self._overheat(batch, cols, temp, has_temp, out)
             self._rise(batch, cols, temp, has_temp, out)
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        """Quiet readings in plain Python: no condition raises or clears, no overheat escalates;
+        pending ``for`` runs and the TEMP_RISE_FAST ring move as :meth:`process` moves them."""
+        cfg = self.ctx.config
+        residual_ms = cfg.residual_current_high.for_s * 1000
+        overheat_ms = cfg.cable_overheat.for_s * 1000
+        r_active, r_since = cols["RESIDUAL_CURRENT_HIGH.active"], cols["RESIDUAL_CURRENT_HIGH.since"]
+        o_active, o_since = cols["CABLE_OVERHEAT.active"], cols["CABLE_OVERHEAT.since"]
+        level = cols["CABLE_OVERHEAT.level"]
+        moves: list[tuple[int, int, tuple[int, float, int, int] | None]] = []  # (entry, since, overheat)
+        for reading, i in zip(small.readings, small.local, strict=True):
+            payload: ElectricalPayload = reading.payload  # type: ignore[assignment]
+            ts = reading.ts
+            value = float(payload.residual_ma)
+            r = quiet_step(
+                bool(r_active[i]),
+                int(r_since[i]),
+                ts,
+                up=value >= float(self.residual_limit[i]),
+                down=value < float(self.residual_clear[i]),
+                valid=not math.isnan(value),
+                for_ms=residual_ms,
+            )
+            if r is None:
+                return False
+            if not payload.temp_c:
+                moves.append((i, r, None))
+                continue
+            temp = float(max(payload.temp_c))
+            o = quiet_step(
+                bool(o_active[i]),
+                int(o_since[i]),
+                ts,
+                up=temp >= float(self.temp_limit[i]),
+                down=temp < float(self.temp_clear[i]),
+                valid=True,
+                for_ms=overheat_ms,
+            )
+            if o is None or (level[i] == 1 and temp >= float(self.temp_critical[i])):
+                return False
+            head = self._quiet_rise(cols, i, ts, temp)
+            if head is None:
+                return False
+            moves.append((i, r, (o, temp, head, ts)))
+        ring_ts, ring_temp, heads = cols["rise.ts"], cols["rise.temp"], cols["rise.head"]
+        for i, r, heat in moves:
+            if residual_ms > 0:
+                r_since[i] = r
+            if heat is None:
+                continue
+            o, temp, head, ts = heat
+            if overheat_ms > 0:
+                o_since[i] = o
+            heads[i] = head
+            ring_ts[i, head] = ts
+            ring_temp[i, head] = temp
+        return True
+
+    def _quiet_rise(self, cols: Cols, i: int, ts: int, temp: float) -> int | None:
+        """The ring's new head for a reading at ``ts`` when TEMP_RISE_FAST certainly neither
+        raises nor clears with it; None when it might (then :meth:`_rise` decides).
+
+        The fit here sums in another order than numpy's, so it is trusted only away from the
+        thresholds by a bound on both sums' rounding errors; the count of points and the span,
+        which decide most readings, are exact."""
+        rule = self.ctx.config.temp_rise_fast
+        window = int(rule.window_s * 1000)
+        bucket = max(1, window // (RING - 1))
+        head = int(cols["rise.head"][i])
+        points = cols["rise.ts"][i].tolist()
+        temps = cols["rise.temp"][i].tolist()
+        newest = points[head]
+        if not (newest != NO_TS and newest // bucket == ts // bucket):
+            head = (head + 1) % RING
+        points[head] = ts
+        temps[head] = temp
+        active = bool(cols["TEMP_RISE_FAST.active"][i])
+        xs: list[float] = []
+        ys: list[float] = []
+        for t, y in zip(points, temps, strict=True):
+            age = t - ts
+            if t != NO_TS and -window <= age <= 0:
+                xs.append(age * (1 / 60000.0))
+                ys.append(y)
+        n = len(xs)
+        span_s = min(xs) * -60.0
+        if not active and (n < rule.min_readings or span_s < rule.min_span_s):
+            return head  # cannot raise, and nothing to clear
+        sx, sy = sum(xs), sum(ys)
+        sxx = sum(x * x for x in xs)
+        sxy = sum(x * y for x, y in zip(xs, ys, strict=True))
+        ax, ay = sum(abs(x) for x in xs), sum(abs(y) for y in ys)
+        axy = sum(abs(x * y) for x, y in zip(xs, ys, strict=True))
+        if not math.isfinite(sxy + sy):
+            return None
+        # each sum is within k·Σ|terms| of the exact one, in numpy's order as in this one
+        k = (RING + 4) * 2.0**-53
+        e_num = 2 * (n * k * axy + 2 * ax * k * ay + k * k * ax * ay + k * (n * abs(sxy) + abs(sx * sy)))
+        e_den = 2 * (n * k * sxx + 2 * ax * k * ax + k * k * ax * ax + k * (n * sxx + sx * sx))
+        num_, den = n * sxy - sx * sy, n * sxx - sx * sx
+        if den - 2 * e_den > 1e-12:
+            margin = 2 * (e_num + abs(num_) * e_den / (den - 2 * e_den)) / (den - 2 * e_den) + 1e-6
+            slope = num_ / den
+            up = slope + margin >= rule.rate_c_per_min  # might raise
+            down = slope - margin < rule.clear_rate_c_per_min  # might clear
+        elif den + 2 * e_den <= 1e-12:
+            up = down = False  # no fit: neither
+        else:
+            return None
+        if active and down:
+            return None
+        if not active and up and n >= rule.min_readings and span_s >= rule.min_span_s:
+            return None
+        return head
 
     def _residual(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         rule = self.ctx.config.residual_current_high

@@ -26,13 +26,17 @@ import numpy as np
 from devices import KIND_CODE, KINDS, RETIRED, Reading, Registry, RulesError
 from rules._all import FAMILIES, extractor
 from rules._config import RulesConfig
-from rules._family import Array, Batch, Cols, Context, Drops, Family, Int64s, KindView
+from rules._family import Array, Batch, Cols, Context, Drops, Family, Int64s, KindView, Small
 from rules._hit import Hit
 from rules._offline import OfflineRules
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
+
+SMALL_BATCH = 8
+"""Batches of up to this many readings go through :meth:`RuleEngine._process_small` (plain
+Python per reading) rather than numpy: below it numpy's fixed cost per batch dominates."""
 
 
 class RuleEngine:
@@ -41,6 +45,9 @@ class RuleEngine:
     ``RuleEngine(registry, config, now_ms)`` starts fresh at service time ``now_ms``: devices
     never heard from count as silent from then on.
     """
+
+    small_batch: int = SMALL_BATCH
+    """Batches of at most this many readings take the small path (0: never; tests compare both)."""
 
     def __init__(self, registry: Registry, config: RulesConfig | None = None, now_ms: int = 0) -> None:
         self._ctx = Context(registry, config or RulesConfig())
@@ -109,6 +116,9 @@ class RuleEngine:
         if not readings:
             return out
         n = len(readings)
+        if n <= self.small_batch:
+            self._process_small(readings, now_ms, out)
+            return out
         slots = np.fromiter((r.slot for r in readings), dtype=np.int64, count=n)
         ts = np.fromiter((r.ts for r in readings), dtype=np.int64, count=n)
         known = (slots >= 0) & (slots < self._local.size)
@@ -305,6 +315,71 @@ class RuleEngine:
             family.load_extra_state(meta.get("extra", {}).get(family.name, {}))
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _process_small(self, readings: Sequence[Reading], now_ms: int, out: list[Hit]) -> None:
+        """:meth:`process` for a few readings: kinds found in plain Python, then each kind's
+        group offered to its families' :meth:`Family.process_small` (same hits, same order)."""
+        size = self._local.size
+        kind_code, local_code = self.registry.kind_code, self._local_code
+        codes: list[int] = []
+        for r in readings:
+            slot = r.slot
+            code = int(local_code[slot]) if 0 <= slot < size else -1
+            codes.append(code if code >= 0 and kind_code[slot] == code else -1)
+        present = sorted(set(codes))
+        if present[0] < 0:
+            log.debug("rules: ignoring %d readings of unknown or retired devices", codes.count(-1))
+        for code in present:
+            if code < 0:
+                continue
+            group = (
+                readings
+                if len(present) == 1
+                else [r for r, c in zip(readings, codes, strict=True) if c == code]
+            )
+            self._small_kind(KINDS[code].name, group, now_ms, out)
+
+    def _small_kind(self, kind: str, group: Sequence[Reading], now_ms: int, out: list[Hit]) -> None:
+        families = self._by_kind.get(kind)
+        if not families:
+            return
+        slots = [r.slot for r in group]
+        local_of = self._local
+        local = [int(local_of[s]) for s in slots]
+        if len(set(local)) < len(local) or any(r.payload.kind != kind for r in group):
+            # repeats (rounds) or a foreign payload: the general path
+            n = len(group)
+            slot_arr = np.fromiter(slots, dtype=np.int64, count=n)
+            ts = np.fromiter((r.ts for r in group), dtype=np.int64, count=n)
+            self._process_kind(kind, list(group), slot_arr, ts, now_ms=now_ms, out=out)
+            return
+        small = Small(kind, group, slots, local, now_ms)
+        cols = self._cols[kind]
+        whole: Batch | None = None
+        ran: list[Family] = []
+        # the order of _process_kind for a batch without repeats: families that take the whole
+        # batch, then those that take rounds, then every finish
+        for family in sorted(families, key=lambda f: f.rounds):
+            if family.process_small(small, cols[family.name], out):
+                continue
+            if whole is None:
+                n = len(group)
+                whole = Batch(
+                    kind,
+                    group,
+                    np.array(slots, dtype=np.int64),
+                    np.array(local, dtype=np.int64),
+                    np.fromiter((r.ts for r in group), dtype=np.int64, count=n),
+                    extractor(kind)(group),
+                    now_ms,
+                    True,
+                    np.arange(n),
+                )
+            family.process(whole, cols[family.name], out)
+            ran.append(family)
+        if whole is not None:
+            for family in ran:
+                family.finish(whole, cols[family.name], out)
 
     def _process_kind(
         self, kind: str, group: list[Reading], slots: Int64s, ts: Int64s, *, now_ms: int, out: list[Hit]

@@ -85,6 +85,23 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class Small:
+    """A small batch of one kind's readings, each of a different device, as plain Python values.
+
+    The engine offers it to :meth:`Family.process_small` before building a numpy :class:`Batch`:
+    for a handful of readings, numpy's fixed cost per operation (about a microsecond) is most of
+    the work, so a family that can tell in plain Python that nothing happens skips it.
+    """
+
+    kind: str
+    readings: Sequence[Reading]
+    slots: Sequence[int]
+    local: Sequence[int]
+    """Local indices, no repeats."""
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Drops:
     """Devices of one kind whose messages ingest's rate limit dropped in one batch (CONTRACT §10)."""
 
@@ -126,30 +143,54 @@ class Context:
         severity: Severity | None = None,
     ) -> None:
         """Append a hit for the device in ``slot`` (unless the rule is disabled)."""
+        if self.config.rule(rule_type).enabled:
+            out.append(
+                self.make_hit(
+                    rule_type,
+                    slot,
+                    state,
+                    value=value,
+                    threshold=threshold,
+                    ts=ts,
+                    message=message,
+                    severity=severity,
+                )
+            )
+
+    def make_hit(
+        self,
+        rule_type: str,
+        slot: int,
+        state: HitState,
+        *,
+        value: float | None,
+        threshold: float | None,
+        ts: int,
+        message: str,
+        severity: Severity | None = None,
+    ) -> Hit:
+        """A hit for the device in ``slot``, whether or not the rule is enabled: callers that
+        check :meth:`enabled` first, so as to build no message for a disabled rule."""
         rule = self.config.rule(rule_type)
-        if not rule.enabled:
-            return
         reg = self.registry
         device_id = reg.device_ids[slot]
         site_id = reg.site_of(slot)
         scope, subject = ("site", site_id) if rule_type in SITE_TYPES else ("device", device_id)
-        out.append(
-            Hit(
-                type=rule_type,
-                severity=severity or rule.severity,
-                kind=reg.kind_of(slot),
-                slot=slot,
-                device_id=device_id,
-                site_id=site_id,
-                grid_id=reg.grid_of(slot),
-                district=reg.district_of(slot),
-                key=(scope, subject, rule_type),
-                state=state,
-                value=None if value is None else float(value),
-                threshold=None if threshold is None else float(threshold),
-                ts=int(ts),
-                message=message,
-            )
+        return Hit(
+            type=rule_type,
+            severity=severity or rule.severity,
+            kind=reg.kind_of(slot),
+            slot=slot,
+            device_id=device_id,
+            site_id=site_id,
+            grid_id=reg.grid_of(slot),
+            district=reg.district_of(slot),
+            key=(scope, subject, rule_type),
+            state=state,
+            value=None if value is None else float(value),
+            threshold=None if threshold is None else float(threshold),
+            ts=int(ts),
+            message=message,
         )
 
 
@@ -208,6 +249,15 @@ class Family:
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         raise NotImplementedError
 
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        """Handle a small batch without numpy if the family can: return True having done exactly
+        what :meth:`process` (then :meth:`finish`) would have done, state and hits alike; or
+        return False having changed nothing, and the engine calls :meth:`process` on the
+        :class:`Batch`. The usual case is a batch in which no device is near a limit or has a
+        condition running: only plain state moves (timers, pending ``for`` runs, rings), and the
+        fixed cost of the vectorised path is skipped. The default always declines."""
+        return False
+
     def condition(
         self,
         cols: Cols,
@@ -244,6 +294,8 @@ class Family:
             valid=np.ones(up.size, dtype=np.bool_) if valid is None else valid,
             for_ms=for_s * 1000,
         )
+        if not self.ctx.enabled(rule_type):
+            return fire, clear  # no hit: spare the messages
         outcomes: tuple[tuple[HitState, Bools, Callable[[int], str]], ...] = (
             ("raise", fire, raised),
             ("clear", clear, cleared),
@@ -333,6 +385,24 @@ def step(
     if any_up or clear.any():
         active[local] = (a | fire) & ~clear
     return fire, clear
+
+
+def quiet_step(
+    active: bool, since: int, ts: int, *, up: bool, down: bool, valid: bool, for_ms: float
+) -> int | None:
+    """:func:`step` for one reading in plain Python, when it neither raises nor clears: the
+    condition's new ``since`` (``active`` does not change then); None when it raises or clears
+    (the caller then leaves the reading to :func:`step`)."""
+    if down and active:
+        return None
+    if for_ms <= 0:
+        return None if up and not active else since
+    if not up:
+        return NO_TS if valid else since
+    if active:
+        return since
+    start = ts if since == NO_TS else since
+    return None if ts - start >= for_ms else start
 
 
 def _at(values: Floats | float | None, i: int) -> float | None:

@@ -7,7 +7,7 @@ null (CONTRACT §4), which clears.
 from __future__ import annotations
 
 from devices import KINDS
-from rules._family import Batch, Cols, Column, Family, machine_columns
+from rules._family import Batch, Cols, Column, Family, Small, machine_columns, quiet_step
 from rules._hit import Hit
 
 TYPE = "DEVICE_FAULT"
@@ -36,3 +36,26 @@ class FaultRules(Family):
             raised=lambda i: f"Device fault: {getattr(batch.readings[i].payload, 'fault', None) or ''}",
             cleared=lambda i: "Device fault cleared",
         )
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        active, since = cols[f"{TYPE}.active"], cols[f"{TYPE}.since"]
+        for_ms = self.ctx.config.device_fault.for_s * 1000
+        moves: list[tuple[int, int]] = []
+        for reading, i in zip(small.readings, small.local, strict=True):
+            fault = bool(getattr(reading.payload, "fault", None))
+            s = quiet_step(
+                bool(active[i]),
+                int(since[i]),
+                reading.ts,
+                up=fault,
+                down=not fault,
+                valid=True,
+                for_ms=for_ms,
+            )
+            if s is None:
+                return False
+            moves.append((i, s))
+        if for_ms > 0:
+            for i, s in moves:
+                since[i] = s
+        return True

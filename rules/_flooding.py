@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from devices import KINDS
 from rules._config import Positive, RuleSettings
-from rules._family import Batch, Cols, Context, Drops, Family, KindView
+from rules._family import Batch, Cols, Context, Drops, Family, KindView, Small
 from rules._hit import Hit, Severity, duration, num
 
 TYPE = "DEVICE_FLOODING"
@@ -69,6 +69,9 @@ class FloodingRules(Family):
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """Readings change nothing: only drops count (:meth:`limited`)."""
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        return True
 
     def limited(self, drops: Drops, cols: Cols, out: list[Hit]) -> None:
         episodes = self._episodes[drops.kind]

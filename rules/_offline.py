@@ -12,7 +12,19 @@ from __future__ import annotations
 import numpy as np
 
 from devices import KINDS
-from rules._family import NEVER, NO_TS, Batch, Cols, Column, Context, Family, Int64s, KindView, per_device
+from rules._family import (
+    NEVER,
+    NO_TS,
+    Batch,
+    Cols,
+    Column,
+    Context,
+    Family,
+    Int64s,
+    KindView,
+    Small,
+    per_device,
+)
 from rules._hit import Hit, duration, num
 
 TYPE = "DEVICE_OFFLINE"
@@ -86,6 +98,19 @@ class OfflineRules(Family):
             raised[local] = False
         quiet[local] = now
         cols["due"][local] = np.where(deadline >= 0, now + deadline, NEVER)
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        raised = cols["raised"]
+        if any(raised[i] for i in small.local):
+            return False  # back online: a clear
+        quiet, due = cols["quiet"], cols["due"]
+        deadline = self.deadline_ms[small.kind]
+        now = small.now_ms
+        for i in small.local:
+            quiet[i] = now
+            limit = int(deadline[i])
+            due[i] = now + limit if limit >= 0 else NEVER
+        return True
 
     def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
         due = cols["due"]

@@ -1,7 +1,10 @@
 """Patrol checkpoints: PATROL_HAZARD, PATROL_MISSED and PATROL_TOO_FAST.
 
-Patrol traffic is small (a few thousand scans a day per district), so this family reads its
-batch reading by reading, in batch order, which keeps each worker's scans in sequence.
+A batch of distinct checkpoints is evaluated vectorised (the checkpoints' state gathered and
+scattered at once, the data clock a running maximum, the distances of all workers' consecutive
+scans at once); only the workers' latest scans move reading by reading, in batch order, which
+keeps each worker's scans in sequence. Small batches, and batches that scan a checkpoint twice,
+go scan by scan in plain Python. Hit messages are built only for enabled rules.
 
 * PATROL_HAZARD raises on every scan with ``result = hazard`` (no clear; the alerts layer counts).
 * PATROL_TOO_FAST compares a worker's scan with that worker's previous scan (by ``ts``) of another
@@ -19,13 +22,25 @@ batch reading by reading, in batch order, which keeps each worker's scans in seq
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from devices import PatrolPayload, haversine_m
-from rules._family import NEVER, NO_TS, Batch, Cols, Column, Context, Family, Int64s, KindView, per_device
+from devices import PatrolPayload, Reading, haversine_m, haversine_m_array
+from rules._family import (
+    NEVER,
+    NO_TS,
+    Batch,
+    Cols,
+    Column,
+    Context,
+    Family,
+    Int64s,
+    KindView,
+    Small,
+    per_device,
+)
 from rules._hit import Hit, duration, num
 
 KIND = "patrol"
@@ -80,53 +95,185 @@ class PatrolRules(Family):
         cols["seen"][local] = NO_TS
 
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
-        scanned, due, missed, seen = cols["scanned"], cols["due"], cols["missed"], cols["seen"]
-        now = batch.now_ms
-        for i, reading in enumerate(batch.readings):
-            payload: PatrolPayload = reading.payload  # type: ignore[assignment]
-            slot, local, ts = int(batch.slots[i]), int(batch.local[i]), int(batch.ts[i])
-            if payload.result == "hazard":
-                hazards = payload.hazards or []
-                what = ", ".join(hazards) if hazards else "unspecified hazard"
-                note = f" ({payload.note})" if payload.note else ""
-                self.ctx.hit(
-                    out,
-                    "PATROL_HAZARD",
-                    slot,
-                    "raise",
-                    value=float(len(hazards)),
-                    threshold=None,
-                    ts=ts,
-                    message=f"Hazard reported by {payload.worker_id} at checkpoint {reading.device_id}: "
-                    f"{what}{note}",
-                )
-            self._speed(out, payload.worker_id, slot, reading.device_id, ts)
-            base = max(int(scanned[local]), min(ts, now))
-            scanned[local] = base
-            seen[local] = max(int(seen[local]), min(ts, now))
-            self.data_clock = max(self.data_clock, min(ts, now))
-            deadline = int(self.deadline_ms[local])
-            if missed[local]:
-                if now < base + deadline and int(seen[local]) + deadline > self.data_clock:
-                    missed[local] = False
-                    self._data_due = min(self._data_due, int(seen[local]) + deadline)
-                    due[local] = base + deadline
-                    self.ctx.hit(
-                        out,
-                        "PATROL_MISSED",
-                        slot,
-                        "clear",
-                        value=None,
-                        threshold=deadline / 3_600_000,
-                        ts=ts,
-                        message=f"Checkpoint scanned again by {payload.worker_id}",
-                    )
-            else:
-                due[local] = base + deadline
-                self._data_due = min(self._data_due, int(seen[local]) + deadline)
-        self._missed_on_data_time(batch, cols, out)
+        if not batch.unique:  # a checkpoint scanned twice in one batch: one scan after the other
+            self._scans(batch.readings, batch.local.tolist(), batch.now_ms, cols, out)
+            self._missed_on_data_time(cols, out)
+            return
+        self._batch(batch, cols, out)
+        self._missed_on_data_time(cols, out)
 
-    def _missed_on_data_time(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        self._scans(small.readings, small.local, small.now_ms, cols, out)
+        self._missed_on_data_time(cols, out)
+        return True
+
+    def _batch(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
+        """Scans of distinct checkpoints, vectorised; hits in the order of :meth:`_scans`."""
+        scanned, due, missed, seen = cols["scanned"], cols["due"], cols["missed"], cols["seen"]
+        readings, local, ts, now = batch.readings, batch.local, batch.ts, batch.now_ms
+        payloads: list[PatrolPayload] = [r.payload for r in readings]  # type: ignore[misc]
+        hits: list[tuple[int, int, Hit | None]] = []  # (reading, order within it, hit)
+        if self.ctx.enabled("PATROL_HAZARD"):
+            for i, payload in enumerate(payloads):
+                if payload.result == "hazard":
+                    hits.append((i, 0, self._hazard(readings[i], payload)))
+        self._speeds(readings, payloads, ts.tolist(), hits)
+        # checkpoints: each scanned once here, so a scan's state is its checkpoint's old state
+        # and the data clock is the running maximum over the batch
+        capped = np.minimum(ts, now)
+        base = np.maximum(scanned[local], capped)
+        last_seen = np.maximum(seen[local], capped)
+        clock = np.maximum(np.maximum.accumulate(capped), self.data_clock)
+        deadline = self.deadline_ms[local]
+        was_missed = missed[local]
+        cleared = was_missed & (now < base + deadline) & (last_seen + deadline > clock)
+        current = ~was_missed | cleared
+        scanned[local] = base
+        seen[local] = last_seen
+        due[local[current]] = (base + deadline)[current]
+        if cleared.any():
+            missed[local[cleared]] = False
+            if self.ctx.enabled("PATROL_MISSED"):
+                for i in np.flatnonzero(cleared).tolist():
+                    hits.append((i, 2, self._rescanned(readings[i], payloads[i], int(deadline[i]))))
+        if current.any():
+            self._data_due = min(self._data_due, int((last_seen + deadline)[current].min()))
+        self.data_clock = max(self.data_clock, int(clock[-1]))
+        hits.sort(key=lambda h: (h[0], h[1]))
+        out.extend(hit for _, _, hit in hits if hit is not None)
+
+    def _speeds(
+        self,
+        readings: Sequence[Reading],
+        payloads: list[PatrolPayload],
+        ts: list[int],
+        hits: list[tuple[int, int, Hit | None]],
+    ) -> None:
+        """PATROL_TOO_FAST: the workers' latest scans move in batch order (plain Python, a dict
+        per worker); the distances of the pairs are computed at once, and only pairs near the
+        limit again by :func:`haversine_m`, whose figures the hits carry."""
+        workers = self.workers
+        check = self.ctx.enabled("PATROL_TOO_FAST")
+        slot_of = self.ctx.registry.slot_of
+        pairs: list[tuple[int, int, str, int]] = []  # (reading, previous ts, previous tag, its slot)
+        for i, (reading, payload) in enumerate(zip(readings, payloads, strict=True)):
+            t, device_id = ts[i], reading.device_id
+            previous = workers.get(payload.worker_id)
+            if previous is None or previous[0] <= t:
+                workers[payload.worker_id] = (t, device_id)
+            if not check or previous is None or previous[1] == device_id:
+                continue
+            other = slot_of.get(previous[1])
+            if other is not None:
+                pairs.append((i, previous[0], previous[1], other))
+        if not pairs:
+            return
+        reg = self.ctx.registry
+        limit = self.ctx.config.patrol_too_fast.max_speed_m_s
+        at = np.array([readings[i].slot for i, _, _, _ in pairs], dtype=np.int64)
+        others = np.array([o for _, _, _, o in pairs], dtype=np.int64)
+        gaps = np.array([max(abs(ts[i] - t), 1) for i, t, _, _ in pairs], dtype=np.float64) / 1000
+        speed = haversine_m_array(reg.lat[others], reg.lon[others], reg.lat[at], reg.lon[at]) / gaps
+        # numpy's trigonometry may differ from math's in the last bits: a margin, then math decides
+        for j in np.flatnonzero(speed > limit - (1e-6 * limit + 1e-4)).tolist():
+            i, previous_ts, previous_tag, other = pairs[j]
+            hit = self._too_fast(readings[i], payloads[i].worker_id, other, previous_ts, previous_tag)
+            if hit is not None:
+                hits.append((i, 1, hit))
+
+    def _scans(
+        self, readings: Sequence[Reading], local: Sequence[int], now: int, cols: Cols, out: list[Hit]
+    ) -> None:
+        """Scans one after the other, in batch order (plain Python: small batches, repeats)."""
+        scanned, due, missed, seen = cols["scanned"], cols["due"], cols["missed"], cols["seen"]
+        hazard_on = self.ctx.enabled("PATROL_HAZARD")
+        fast_on = self.ctx.enabled("PATROL_TOO_FAST")
+        missed_on = self.ctx.enabled("PATROL_MISSED")
+        workers, slot_of = self.workers, self.ctx.registry.slot_of
+        for reading, i in zip(readings, local, strict=True):
+            payload: PatrolPayload = reading.payload  # type: ignore[assignment]
+            ts, device_id = reading.ts, reading.device_id
+            if hazard_on and payload.result == "hazard":
+                out.append(self._hazard(reading, payload))
+            previous = workers.get(payload.worker_id)
+            if previous is None or previous[0] <= ts:
+                workers[payload.worker_id] = (ts, device_id)
+            if fast_on and previous is not None and previous[1] != device_id:
+                other = slot_of.get(previous[1])
+                if other is not None:
+                    hit = self._too_fast(reading, payload.worker_id, other, previous[0], previous[1])
+                    if hit is not None:
+                        out.append(hit)
+            capped = min(ts, now)
+            base = max(int(scanned[i]), capped)
+            scanned[i] = base
+            last_seen = max(int(seen[i]), capped)
+            seen[i] = last_seen
+            self.data_clock = max(self.data_clock, capped)
+            deadline = int(self.deadline_ms[i])
+            if missed[i]:
+                if now < base + deadline and last_seen + deadline > self.data_clock:
+                    missed[i] = False
+                    self._data_due = min(self._data_due, last_seen + deadline)
+                    due[i] = base + deadline
+                    if missed_on:
+                        out.append(self._rescanned(reading, payload, deadline))
+            else:
+                due[i] = base + deadline
+                self._data_due = min(self._data_due, last_seen + deadline)
+
+    def _hazard(self, reading: Reading, payload: PatrolPayload) -> Hit:
+        hazards = payload.hazards or []
+        what = ", ".join(hazards) if hazards else "unspecified hazard"
+        note = f" ({payload.note})" if payload.note else ""
+        return self.ctx.make_hit(
+            "PATROL_HAZARD",
+            reading.slot,
+            "raise",
+            value=float(len(hazards)),
+            threshold=None,
+            ts=reading.ts,
+            message=f"Hazard reported by {payload.worker_id} at checkpoint {reading.device_id}: {what}{note}",
+        )
+
+    def _rescanned(self, reading: Reading, payload: PatrolPayload, deadline: int) -> Hit:
+        return self.ctx.make_hit(
+            "PATROL_MISSED",
+            reading.slot,
+            "clear",
+            value=None,
+            threshold=deadline / 3_600_000,
+            ts=reading.ts,
+            message=f"Checkpoint scanned again by {payload.worker_id}",
+        )
+
+    def _too_fast(
+        self, reading: Reading, worker_id: str, other: int, previous_ts: int, previous_tag: str
+    ) -> Hit | None:
+        """PATROL_TOO_FAST for a scan ``previous_ts - ts`` after (or before) the worker's scan of
+        ``previous_tag`` (in slot ``other``), if the implied speed is over the limit."""
+        reg = self.ctx.registry
+        slot, ts = reading.slot, reading.ts
+        distance = haversine_m(
+            float(reg.lat[other]), float(reg.lon[other]), float(reg.lat[slot]), float(reg.lon[slot])
+        )
+        seconds = max(abs(ts - previous_ts), 1) / 1000
+        speed = distance / seconds
+        limit = self.ctx.config.patrol_too_fast.max_speed_m_s
+        if not speed > limit:
+            return None
+        return self.ctx.make_hit(
+            "PATROL_TOO_FAST",
+            slot,
+            "raise",
+            value=speed,
+            threshold=limit,
+            ts=ts,
+            message=f"{worker_id} scanned {reading.device_id} {num(distance)} m from {previous_tag} "
+            f"in {duration(seconds)}: {speed:.2f} m/s > {num(limit)} m/s",
+        )
+
+    def _missed_on_data_time(self, cols: Cols, out: list[Hit]) -> None:
         seen, missed, due = cols["seen"], cols["missed"], cols["due"]
         clock = self.data_clock
         if clock == NO_TS or (self._data_due != NO_TS and clock < self._data_due):
@@ -142,6 +289,8 @@ class PatrolRules(Family):
         self._data_due = int(data_due[~overdue].min()) if (~overdue).any() else NEVER
 
     def _raise_missed(self, out: list[Hit], slot: int, local: int, silent_s: float, ts: int) -> None:
+        if not self.ctx.enabled("PATROL_MISSED"):
+            return
         self.ctx.hit(
             out,
             "PATROL_MISSED",
@@ -154,36 +303,6 @@ class PatrolRules(Family):
             f"(interval {num(float(self.interval_h[local]))} h "
             f"× {num(self.ctx.config.patrol_missed.factor)})",
         )
-
-    def _speed(self, out: list[Hit], worker_id: str, slot: int, device_id: str, ts: int) -> None:
-        reg = self.ctx.registry
-        previous = self.workers.get(worker_id)
-        if previous is None or previous[0] <= ts:
-            self.workers[worker_id] = (ts, device_id)
-        if previous is None or previous[1] == device_id:
-            return
-        other = reg.slot_of.get(previous[1])
-        if other is None:
-            return
-        distance = haversine_m(
-            float(reg.lat[other]), float(reg.lon[other]), float(reg.lat[slot]), float(reg.lon[slot])
-        )
-        seconds = max(abs(ts - previous[0]), 1) / 1000
-        speed = distance / seconds
-        limit = self.ctx.config.patrol_too_fast.max_speed_m_s
-        if speed > limit:
-            self.ctx.hit(
-                out,
-                "PATROL_TOO_FAST",
-                slot,
-                "raise",
-                value=speed,
-                threshold=limit,
-                ts=ts,
-                message=f"{worker_id} scanned {device_id} {num(distance)} m from {previous[1]} "
-                f"in {duration(seconds)}: "
-                f"{speed:.2f} m/s > {num(limit)} m/s",
-            )
 
     def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
         due = cols["due"]

@@ -22,10 +22,12 @@ from rules._family import (
     Context,
     Family,
     KindView,
+    Small,
     fault_flags,
     floats,
     machine_columns,
     positions,
+    quiet_step,
 )
 from rules._hit import Hit, duration
 
@@ -94,6 +96,47 @@ class SmokeRules(Family):
             raised=lambda i: "Detector tampered with (opened or removed)",
             cleared=lambda i: "Tamper cleared",
         )
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        """Without an alarm (an alarm reading always has site bookkeeping to do) and with no
+        condition raising or clearing: only pending ``for`` runs move."""
+        cfg = self.ctx.config
+        alarm_active, alarm_since = cols["FIRE_ALARM.active"], cols["FIRE_ALARM.since"]
+        tamper_active, tamper_since = cols["TAMPER.active"], cols["TAMPER.since"]
+        alarm_ms, tamper_ms = cfg.fire_alarm.for_s * 1000, cfg.tamper.for_s * 1000
+        moves: list[tuple[int, int, int]] = []
+        for reading, i in zip(small.readings, small.local, strict=True):
+            payload: SmokePayload = reading.payload  # type: ignore[assignment]
+            if payload.alarm:
+                return False
+            a = quiet_step(
+                bool(alarm_active[i]),
+                int(alarm_since[i]),
+                reading.ts,
+                up=False,
+                down=True,
+                valid=True,
+                for_ms=alarm_ms,
+            )
+            tamper = payload.tamper
+            t = quiet_step(
+                bool(tamper_active[i]),
+                int(tamper_since[i]),
+                reading.ts,
+                up=tamper is True,
+                down=tamper is False,
+                valid=tamper is not None,
+                for_ms=tamper_ms,
+            )
+            if a is None or t is None:
+                return False
+            moves.append((i, a, t))
+        for i, a, t in moves:
+            if alarm_ms > 0:
+                alarm_since[i] = a
+            if tamper_ms > 0:
+                tamper_since[i] = t
+        return True
 
     def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """FIRE_CONFIRMED over the alarms of every round, in batch order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -15,11 +16,13 @@ from rules._family import (
     Family,
     Floats,
     KindView,
+    Small,
     exact,
     fault_flags,
     floats,
     machine_columns,
     per_device,
+    quiet_step,
 )
 from rules._hit import Hit, held_for, num
 
@@ -88,6 +91,38 @@ class WaterRules(Family):
                 raised=raised,
                 cleared=cleared,
             )
+
+    def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
+        cfg = self.ctx.config
+        low, loss, high = cfg.low_pressure, cfg.pressure_loss, cfg.high_pressure
+        machines = [
+            (cols[f"{t}.active"], cols[f"{t}.since"])
+            for t in ("LOW_PRESSURE", "PRESSURE_LOSS", "HIGH_PRESSURE")
+        ]
+        fors = (low.for_s * 1000, loss.for_s * 1000, high.for_s * 1000)
+        moves: list[tuple[int, int, int, int]] = []
+        for reading, i in zip(small.readings, small.local, strict=True):
+            p = float(reading.payload.pressure_mpa)  # type: ignore[attr-defined]
+            valid = not math.isnan(p)
+            tests = (
+                (p < float(self.min_pressure[i]), p >= float(self.low_clear[i])),
+                (p < loss.limit, p >= loss.clear),
+                (p > float(self.max_pressure[i]), p <= float(self.high_clear[i])),
+            )
+            new: list[int] = []
+            for (active, since), for_ms, (up, down) in zip(machines, fors, tests, strict=True):
+                s = quiet_step(
+                    bool(active[i]), int(since[i]), reading.ts, up=up, down=down, valid=valid, for_ms=for_ms
+                )
+                if s is None:
+                    return False
+                new.append(s)
+            moves.append((i, new[0], new[1], new[2]))
+        for i, *new in moves:
+            for (_, since), for_ms, s in zip(machines, fors, new, strict=True):
+                if for_ms > 0:
+                    since[i] = s
+        return True
 
 
 def _messages(
