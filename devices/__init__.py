@@ -37,6 +37,7 @@ from devices._lineproto import (
 from devices._net import listen
 from devices._reading import Reading
 from devices._registry import OVERRIDE_COLUMNS, RETIRED, UNASSIGNED, Device, Grid, Registry, Station, Worker
+from devices._registry_cache import load_registry
 from devices._topics import AlertTopic, DeviceTopic, Topics
 from devices.electrical import ElectricalPayload
 from devices.patrol import PatrolPayload
@@ -99,6 +100,7 @@ __all__ = [
     "haversine_m_array",
     "is_identifier",
     "listen",
+    "load_registry",
     "quote_string",
     "series_key",
 ]

@@ -43,6 +43,10 @@ RETIRED = -1
 """The kind code of a slot whose device left the registry on a reload."""
 
 
+REGISTRY_FILES = ("workers.csv", "stations.csv", "grids.geojson", "devices.csv")
+"""The files of a registry directory (CONTRACT §3)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Grid:
     grid_id: str
@@ -156,7 +160,7 @@ class Registry:
         root = Path(path)
         if not root.is_dir():
             raise RegistryError([f"{root}: registry directory not found"])
-        with _collector_paused():
+        with collector_paused():
             return cls._load(root, previous)
 
     @classmethod
@@ -295,7 +299,7 @@ class Registry:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: a load allocates millions of objects and no cycles."""
     was_enabled = gc.isenabled()
     gc.disable()
