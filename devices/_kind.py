@@ -8,6 +8,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from devices._lineproto import encode_trusted_fields, quote_string
+
 FieldValue = float | bool | str
 """InfluxDB field types firegrid writes: numbers always as floats (PITFALLS: fixed field types)."""
 
@@ -27,6 +29,8 @@ class Payload(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
 
     kind: ClassVar[str]
+    has_influx_tags: ClassVar[bool] = False
+    """Whether :meth:`influx_tags` can be non-empty (the encoder skips it otherwise)."""
 
     ts: int | None = Field(default=None, ge=0, le=2**53)
     seq: int | None = Field(default=None, ge=0, le=2**63 - 1)
@@ -34,6 +38,12 @@ class Payload(BaseModel):
     def influx_fields(self) -> dict[str, FieldValue]:
         """The fields of this reading's point; an absent optional field is not written."""
         raise NotImplementedError
+
+    def influx_fields_text(self) -> str:
+        """:meth:`influx_fields` as line protocol (``key=value,...``), exactly
+        ``encode_trusted_fields(self.influx_fields())``: the kinds on ingest's hot path write it
+        directly, without the dict."""
+        return encode_trusted_fields(self.influx_fields())
 
     def influx_tags(self) -> Mapping[str, str]:
         """Tags beyond district/grid/site/device (patrol adds the worker)."""
@@ -44,6 +54,11 @@ class Payload(BaseModel):
         """The device's fault report, when the kind has one and it is non-empty."""
         fault = getattr(self, "fault", None)
         return fault if isinstance(fault, str) and fault else None
+
+
+def fault_field(fault: str | None) -> str:
+    """The ``,fault="..."`` field of :meth:`Payload.influx_fields_text`, empty when absent."""
+    return f",fault={quote_string(fault)}" if fault else ""
 
 
 def put(fields: dict[str, FieldValue], name: str, value: float | bool | str | None) -> None:

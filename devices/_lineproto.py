@@ -16,8 +16,10 @@ devices send (patrol notes, hazards) and for the ``rejects`` measurement (topic,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from devices._kind import FieldValue
+if TYPE_CHECKING:  # devices._kind encodes with this module
+    from devices._kind import FieldValue
 
 _NEWLINES = str.maketrans({"\n": "\\n", "\r": "\\r"})
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\n", "\r": "\\r"})

@@ -6,9 +6,10 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, put
+from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, fault_field, put
 
 _TEMP_KEYS = tuple(f"temp_c_{i}" for i in range(1, 9))
+_TEMP_PREFIXES = tuple(f",{key}=" for key in _TEMP_KEYS)
 Channels = Annotated[list[Finite], Field(min_length=1, max_length=8)]
 
 
@@ -37,6 +38,19 @@ class ElectricalPayload(Payload):
         put(fields, "arc_count", self.arc_count)
         put(fields, "fault", self.fault or None)
         return fields
+
+    def influx_fields_text(self) -> str:
+        text = f"residual_ma={float(self.residual_ma)!r}"
+        temps = self.temp_c
+        if temps:
+            text += f",temp_c_max={float(max(temps))!r}" + "".join(
+                [key + repr(float(value)) for key, value in zip(_TEMP_PREFIXES, temps, strict=False)]
+            )
+        if self.current_a:
+            text += f",current_a_max={float(max(self.current_a))!r}"
+        if self.arc_count is not None:
+            text += f",arc_count={float(self.arc_count)!r}"
+        return text + fault_field(self.fault)
 
 
 SPEC = KindSpec(

@@ -15,6 +15,7 @@ Hazard = Annotated[str, Field(min_length=1, max_length=100)]
 
 class PatrolPayload(Payload):
     kind: ClassVar[str] = "patrol"
+    has_influx_tags: ClassVar[bool] = True
 
     worker_id: Identifier
     result: Literal["ok", "hazard"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, put
+from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, fault_field, put
 
 
 class SmokePayload(Payload):
@@ -25,6 +25,18 @@ class SmokePayload(Payload):
         put(fields, "tamper", self.tamper)
         put(fields, "fault", self.fault or None)
         return fields
+
+    def influx_fields_text(self) -> str:
+        text = "alarm=true" if self.alarm else "alarm=false"
+        if self.obscuration_db_m is not None:
+            text += f",obscuration_db_m={float(self.obscuration_db_m)!r}"
+        if self.battery_pct is not None:
+            text += f",battery_pct={float(self.battery_pct)!r}"
+        if self.rssi_dbm is not None:
+            text += f",rssi_dbm={float(self.rssi_dbm)!r}"
+        if self.tamper is not None:
+            text += ",tamper=true" if self.tamper else ",tamper=false"
+        return text + fault_field(self.fault)
 
 
 SPEC = KindSpec(

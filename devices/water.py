@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, put
+from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, fault_field, put
 
 
 class WaterPayload(Payload):
@@ -21,6 +21,14 @@ class WaterPayload(Payload):
         put(fields, "battery_pct", self.battery_pct)
         put(fields, "fault", self.fault or None)
         return fields
+
+    def influx_fields_text(self) -> str:
+        text = f"pressure_mpa={float(self.pressure_mpa)!r}"
+        if self.level_m is not None:
+            text += f",level_m={float(self.level_m)!r}"
+        if self.battery_pct is not None:
+            text += f",battery_pct={float(self.battery_pct)!r}"
+        return text + fault_field(self.fault)
 
 
 SPEC = KindSpec(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from devices import Reading, Registry, encode_line, encode_trusted_fields, escape_key, series_key
+from devices import Reading, Registry, encode_line, escape_key, series_key
 from ingest._decode import Reject
 
 
@@ -44,10 +44,10 @@ class PointEncoder:
         for reading in readings:
             series = series_cache[reading.slot] or self._series_of(reading.slot)
             payload = reading.payload
-            extra = payload.influx_tags()
-            if extra:  # tag keys sort after "site" (only patrol's "worker" today)
+            if payload.has_influx_tags:  # tag keys sort after "site" (only patrol's "worker" today)
+                extra = payload.influx_tags()
                 series += "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(extra.items()) if v)
-            append(f"{series} {encode_trusted_fields(payload.influx_fields())} {reading.ts}")
+            append(f"{series} {payload.influx_fields_text()} {reading.ts}")
 
     def rejects(self, rejects: Iterable[Reject], out: list[str]) -> None:
         for reject in rejects:

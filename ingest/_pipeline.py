@@ -7,7 +7,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from operator import attrgetter
+from typing import Any, Protocol
 
 from devices import Reading, Registry
 from ingest._decode import Decoded, Decoder, RejectReason
@@ -18,6 +19,8 @@ from ingest._metrics import IngestMetrics
 from ingest._ratelimit import DeviceRate, RateLimiter
 
 log = logging.getLogger(__name__)
+
+_KIND_OF = attrgetter("payload.kind")
 
 IDLE_CLOSE_MS = 1_000
 """Without traffic, a device-minute of rate-limited messages is closed this long after its end
@@ -78,6 +81,8 @@ class Pipeline:
         self._encoder = PointEncoder(registry)
         self._dedup = SeqDeduplicator(registry.slots)
         self._pending_rejected: deque[str] = deque()  # appended by the spool drainer too
+        self._lost_shown = 0  # the lost-messages gauge's value (set when it changes)
+        self._readings_of_kind: dict[str, Any] = {}  # the labelled children, looked up once each
 
     def reload(self, registry: Registry) -> None:
         """Swap in a reloaded registry (slots of known devices are stable; dedup state is kept)."""
@@ -98,15 +103,25 @@ class Pipeline:
         for message in messages:
             decode(message.topic, message.payload, message.received_ms, decoded)
         limited = self.limiter.take_batch() if self.limiter is not None else {}
-        before = self._dedup.duplicates
-        readings = self._dedup.filter(decoded.readings)
+        dedup = self._dedup
+        before = dedup.duplicates
+        readings = dedup.filter(decoded.readings)
         metrics = self._metrics
         metrics.received.inc(len(messages))
-        metrics.duplicates.inc(self._dedup.duplicates - before)
-        metrics.lost.set(max(self._dedup.lost, 0))
+        if dedup.duplicates != before:
+            metrics.duplicates.inc(dedup.duplicates - before)
+        lost = max(dedup.lost, 0)
+        if lost != self._lost_shown:
+            metrics.lost.set(lost)
+            self._lost_shown = lost
         metrics.batch_size.observe(len(messages))
-        for kind, count in Counter(reading.payload.kind for reading in readings).items():
-            metrics.readings.labels(kind).inc(count)
+        if readings:
+            of_kind = self._readings_of_kind
+            for kind, count in Counter(map(_KIND_OF, readings)).items():
+                child = of_kind.get(kind)
+                if child is None:
+                    child = of_kind[kind] = metrics.readings.labels(kind)
+                child.inc(count)
         for reject in decoded.rejects:
             metrics.rejected.labels(reject.reason.value).inc()
             log.info("rejected %s from %r: %s", reject.reason.value, reject.topic[:200], reject.error[:300])

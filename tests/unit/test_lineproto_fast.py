@@ -1,0 +1,86 @@
+"""The kinds' direct line-protocol writers (``Payload.influx_fields_text``, ingest's hot path) say
+exactly what the generic encoder says of their ``influx_fields`` dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices import KINDS, ElectricalPayload, Payload, SmokePayload, WaterPayload, encode_trusted_fields
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers(-(2**53), 2**53)
+percent = st.floats(0, 100) | st.integers(0, 100)
+faults = st.none() | st.text(max_size=200)
+channels = st.lists(finite, min_size=1, max_size=8)
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.none() | strategy
+
+
+smoke: st.SearchStrategy[dict[str, Any]] = st.builds(
+    dict,
+    alarm=st.booleans(),
+    obscuration_db_m=optional(finite),
+    battery_pct=optional(percent),
+    rssi_dbm=optional(finite),
+    tamper=optional(st.booleans()),
+    fault=faults,
+)
+electrical: st.SearchStrategy[dict[str, Any]] = st.builds(
+    dict,
+    residual_ma=st.floats(0, 1e12) | st.integers(0, 2**53),
+    temp_c=optional(channels),
+    current_a=optional(channels),
+    arc_count=optional(st.integers(0, 2**53)),
+    fault=faults,
+)
+water: st.SearchStrategy[dict[str, Any]] = st.builds(
+    dict,
+    pressure_mpa=finite,
+    level_m=optional(finite),
+    battery_pct=optional(percent),
+    fault=faults,
+)
+
+
+def check(model: type[Payload], document: dict[str, Any]) -> None:
+    payload = model.model_validate({k: v for k, v in document.items() if v is not None}, strict=True)
+    assert payload.influx_fields_text() == encode_trusted_fields(payload.influx_fields())
+
+
+@settings(max_examples=300, deadline=None)
+@given(smoke)
+def test_smoke(document: dict[str, Any]) -> None:
+    check(SmokePayload, document)
+
+
+@settings(max_examples=300, deadline=None)
+@given(electrical)
+def test_electrical(document: dict[str, Any]) -> None:
+    check(ElectricalPayload, document)
+
+
+@settings(max_examples=300, deadline=None)
+@given(water)
+def test_water(document: dict[str, Any]) -> None:
+    check(WaterPayload, document)
+
+
+def test_samples_and_special_values() -> None:
+    for spec in KINDS:
+        payload = spec.payload.model_validate(spec.sample)
+        assert payload.influx_fields_text() == encode_trusted_fields(payload.influx_fields())
+    for fault in ("", 'say "hi"\\\n', "x"):
+        check(SmokePayload, {"alarm": True, "fault": fault, "battery_pct": 0})
+        check(ElectricalPayload, {"residual_ma": 0, "temp_c": [-0.0, 1e300, 5], "fault": fault})
+        check(WaterPayload, {"pressure_mpa": -1e-300, "fault": fault})
+
+
+def test_tags_flag_matches_tags() -> None:
+    """A kind whose payloads carry tags says so (the encoder skips ``influx_tags`` otherwise)."""
+    for spec in KINDS:
+        payload = spec.payload.model_validate(spec.sample)
+        assert spec.payload.has_influx_tags == bool(payload.influx_tags())
