@@ -20,6 +20,7 @@ BENCHES = (
     "bench_storm.py",
     "bench_restart.py",
     "bench_hotpath.py",
+    "bench_instances.py",
 )
 
 
