@@ -161,24 +161,22 @@ class ElectricalRules(Family):
         bucket = max(1, window // (RING - 1))
         head = int(cols["rise.head"][i])
         points = cols["rise.ts"][i].tolist()
-        temps = cols["rise.temp"][i].tolist()
         newest = points[head]
         if not (newest != NO_TS and newest // bucket == ts // bucket):
             head = (head + 1) % RING
         points[head] = ts
-        temps[head] = temp
+        # the points in [ts - window, ts] (an empty entry, NO_TS, never: numpy's age for it wraps)
+        lo = max(ts - window, NO_TS + 1)
+        inside = [j for j, t in enumerate(points) if lo <= t <= ts]
+        n = len(inside)
+        span_s = (min(points[j] for j in inside) - ts) * (1 / 60000.0) * -60.0
         active = bool(cols["TEMP_RISE_FAST.active"][i])
-        xs: list[float] = []
-        ys: list[float] = []
-        for t, y in zip(points, temps, strict=True):
-            age = t - ts
-            if t != NO_TS and -window <= age <= 0:
-                xs.append(age * (1 / 60000.0))
-                ys.append(y)
-        n = len(xs)
-        span_s = min(xs) * -60.0
         if not active and (n < rule.min_readings or span_s < rule.min_span_s):
             return head  # cannot raise, and nothing to clear
+        temps = cols["rise.temp"][i].tolist()
+        temps[head] = temp
+        xs = [(points[j] - ts) * (1 / 60000.0) for j in inside]
+        ys = [temps[j] for j in inside]
         sx, sy = sum(xs), sum(ys)
         sxx = sum(x * x for x in xs)
         sxy = sum(x * y for x, y in zip(xs, ys, strict=True))

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 
 SMALL_BATCH = 8
-"""Batches of up to this many readings go through :meth:`RuleEngine._process_small` (plain
-Python per reading) rather than numpy: below it numpy's fixed cost per batch dominates."""
+"""Batches of up to this many readings, and in larger batches the kinds with up to this many
+readings, go through :meth:`RuleEngine._small_kind` (plain Python per reading, each family's
+:meth:`Family.process_small`) rather than numpy: below it numpy's fixed cost per batch dominates."""
 
 
 class RuleEngine:
@@ -66,6 +67,13 @@ class RuleEngine:
         self._cols: dict[str, dict[str, Cols]] = {
             spec.name: {f.name: _empty(f, spec.name) for f in self._by_kind[spec.name]} for spec in KINDS
         }
+        self._small_order: dict[str, list[tuple[Family, Cols]]] = {
+            kind: [(f, self._cols[kind][f.name]) for f in sorted(families, key=lambda f: f.rounds)]
+            for kind, families in self._by_kind.items()
+        }
+        """For :meth:`_small_kind`, each kind's families (with their columns, dicts the engine
+        keeps) in the order of :meth:`_process_kind` for a batch without repeats: the families
+        that take the whole batch, then those that take rounds (then every finish)."""
         self._id_texts: dict[str, Array] = {}
         self.started_ms = now_ms
         self._clock = now_ms
@@ -137,7 +145,10 @@ class RuleEngine:
                 continue
             idx = np.flatnonzero(codes == code)
             group = [readings[i] for i in idx.tolist()]
-            self._process_kind(KINDS[code].name, group, slots[idx], ts[idx], now_ms=now_ms, out=out)
+            if idx.size <= self.small_batch:  # a kind with few readings in a mixed batch
+                self._small_kind(KINDS[code].name, group, now_ms, out)
+            else:
+                self._process_kind(KINDS[code].name, group, slots[idx], ts[idx], now_ms=now_ms, out=out)
         return out
 
     def limited(self, dropped: Mapping[int, int], now_ms: int, limit_per_s: float | None = None) -> list[Hit]:
@@ -340,27 +351,29 @@ class RuleEngine:
             self._small_kind(KINDS[code].name, group, now_ms, out)
 
     def _small_kind(self, kind: str, group: Sequence[Reading], now_ms: int, out: list[Hit]) -> None:
-        families = self._by_kind.get(kind)
+        families = self._small_order.get(kind)
         if not families:
             return
-        slots = [r.slot for r in group]
         local_of = self._local
-        local = [int(local_of[s]) for s in slots]
-        if len(set(local)) < len(local) or any(r.payload.kind != kind for r in group):
-            # repeats (rounds) or a foreign payload: the general path
+        slots: list[int] = []
+        local: list[int] = []
+        foreign = False
+        for r in group:
+            slots.append(r.slot)
+            local.append(int(local_of[r.slot]))
+            foreign = foreign or r.payload.kind != kind
+        if foreign or (len(local) > 1 and len(set(local)) < len(local)):
+            # a foreign payload or repeats (rounds): the general path
             n = len(group)
             slot_arr = np.fromiter(slots, dtype=np.int64, count=n)
             ts = np.fromiter((r.ts for r in group), dtype=np.int64, count=n)
             self._process_kind(kind, list(group), slot_arr, ts, now_ms=now_ms, out=out)
             return
         small = Small(kind, group, slots, local, now_ms)
-        cols = self._cols[kind]
         whole: Batch | None = None
-        ran: list[Family] = []
-        # the order of _process_kind for a batch without repeats: families that take the whole
-        # batch, then those that take rounds, then every finish
-        for family in sorted(families, key=lambda f: f.rounds):
-            if family.process_small(small, cols[family.name], out):
+        ran: list[tuple[Family, Cols]] = []
+        for family, cols in families:
+            if family.process_small(small, cols, out):
                 continue
             if whole is None:
                 n = len(group)
@@ -375,11 +388,11 @@ class RuleEngine:
                     True,
                     np.arange(n),
                 )
-            family.process(whole, cols[family.name], out)
-            ran.append(family)
+            family.process(whole, cols, out)
+            ran.append((family, cols))
         if whole is not None:
-            for family in ran:
-                family.finish(whole, cols[family.name], out)
+            for family, cols in ran:
+                family.finish(whole, cols, out)
 
     def _process_kind(
         self, kind: str, group: list[Reading], slots: Int64s, ts: Int64s, *, now_ms: int, out: list[Hit]

@@ -84,7 +84,7 @@ class Batch:
     """Positions of these readings in the kind's whole batch (ascending)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Small:
     """A small batch of one kind's readings, each of a different device, as plain Python values.
 

@@ -44,6 +44,9 @@ from rules._family import (
 from rules._hit import Hit, duration, num
 
 KIND = "patrol"
+VECTOR_FROM = 24
+"""Batches of at least this many scans (of distinct checkpoints) are evaluated vectorised;
+below, numpy's fixed cost is more than the loop's."""
 
 
 class PatrolRules(Family):
@@ -94,8 +97,11 @@ class PatrolRules(Family):
         cols["due"][local] = NEVER
         cols["seen"][local] = NO_TS
 
+    vector_from = VECTOR_FROM
+
     def process(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
-        if not batch.unique:  # a checkpoint scanned twice in one batch: one scan after the other
+        if not batch.unique or len(batch.readings) < self.vector_from:
+            # few scans, or a checkpoint scanned twice in one batch: one scan after the other
             self._scans(batch.readings, batch.local.tolist(), batch.now_ms, cols, out)
             self._missed_on_data_time(cols, out)
             return

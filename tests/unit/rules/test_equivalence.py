@@ -2,12 +2,14 @@
 
 Random runs (hypothesis) of batches and timer ticks go through three engines on one registry:
 
-- ``vector``: ``small_batch = 0``, every batch through numpy, patrol scans vectorised when a
-  batch scans each checkpoint once: for every family but patrol this is the code as it was
-  before the small path existed, and the patrol loop it replaced is the small path's;
+- ``vector``: ``small_batch = 0`` and patrol's ``vector_from = 0``, every batch through numpy,
+  patrol scans vectorised whenever a batch scans each checkpoint once: for every family but
+  patrol this is the code as it was before the small path existed, and the patrol loop it
+  replaced is the small path's;
 - ``small``: every batch of distinct devices through ``process_small`` (plain Python, falling
   back to numpy per family when something may raise or clear), patrol scan by scan;
-- ``default``: the threshold as shipped.
+- ``default``: the thresholds as shipped (mixed batches: kinds with few readings take the
+  small path, the others numpy).
 
 Values are drawn at and around every limit, clear level and ``for`` duration of CONTRACT §7
 (and of per-device overrides), so that runs raise, hold, clear, escalate and re-raise; after
@@ -27,6 +29,7 @@ from hypothesis import strategies as st
 
 from devices import ElectricalPayload, PatrolPayload, Reading, Registry, SmokePayload, WaterPayload
 from rules import Hit, RuleEngine, RulesConfig
+from rules._patrol import PatrolRules
 from tests.unit.rules.conftest import T0, registry_dir
 
 PER_KIND = 5
@@ -152,6 +155,9 @@ def _engines(registry: Registry, config: RulesConfig) -> dict[str, RuleEngine]:
     engines = {name: RuleEngine(registry, config, T0) for name in ("vector", "small", "default")}
     engines["vector"].small_batch = 0
     engines["small"].small_batch = 10**6
+    for family in engines["vector"]._families:
+        if isinstance(family, PatrolRules):
+            family.vector_from = 0  # every batch of distinct checkpoints vectorised
     return engines
 
 
