@@ -1,6 +1,16 @@
 """Rules engine benchmark: µs per reading (batches of 1000) and the offline scan at 1,000,000 devices.
 
-Run: ``.venv/bin/python bench/bench_rules.py [--devices N] [--batches B] [--batch-size S]``.
+Run: ``.venv/bin/python bench/bench_rules.py [--devices N] [--batches B] [--batch-size S]
+[--only engine,district]``
+(``engine``: the sections below at ``--devices``; ``district``: issue 17's workloads).
+
+``district`` (issue 17): a district's traffic mix (every electrical monitor each 60 s, water each
+300 s, smoke each 3600 s, at random phases, with realistic quiet values; patrol scans at walking
+pace: ~94 % electrical, 4 % water, 2 % smoke) in one-reading batches (a quiet hour), batches of 4,
+and batches of 500, and the same with every electrical monitor near its limits (a hot block:
+pending ``for`` runs, raises and clears). Each workload runs on the engine as shipped and on the
+same engine with ``small_batch = 0`` (every batch through numpy, the path before issue 17),
+interleaved in one process: the ratio is the fixed per-batch cost the small path saves.
 
 Machines are noisy, so each figure is also given as a ratio to a trivial baseline measured in the
 same run: for readings, a Python loop touching each reading's ``slot`` and ``ts``; for the scan,
@@ -115,6 +125,100 @@ def make_batches(
     return out
 
 
+def district_registry(devices: int = 9468) -> Registry:
+    """The reference district's counts (``MIX``); the engine does not check workers."""
+    return synthetic_registry(devices)
+
+
+def district_traffic(registry: Registry, minutes: float, hot: bool = False, seed: int = 3) -> list[Reading]:
+    """Every device once per heartbeat at a random phase, sorted by ts; patrol workers walk from
+    a tag to a near one every 5 to 10 minutes. ``hot``: electrical monitors hover around their
+    limits (residual 250-330 mA, cables 60-80 °C), so conditions run, raise and clear."""
+    rng = random.Random(seed)
+    end = T0 + int(minutes * 60_000)
+    period = {"smoke": 3_600_000, "electrical": 60_000, "water": 300_000}
+    out: list[Reading] = []
+    for kind, every in period.items():
+        for slot in np.flatnonzero(registry.kind_code == KIND_CODE[kind]).tolist():
+            ts = T0 + rng.randrange(every)
+            device_id = registry.device_ids[slot]
+            temp = rng.uniform(25, 45)
+            while ts < end:
+                payload: SmokePayload | ElectricalPayload | WaterPayload
+                if kind == "smoke":
+                    payload = SmokePayload(alarm=False, battery_pct=rng.uniform(40, 100), tamper=False)
+                elif kind == "electrical":
+                    if hot:
+                        residual, temp = rng.uniform(250, 330), rng.uniform(60, 80)
+                    else:
+                        residual, temp = rng.uniform(5, 60), temp + rng.uniform(-0.5, 0.5)
+                    payload = ElectricalPayload(
+                        residual_ma=residual,
+                        temp_c=[temp, temp - 1.5, temp - 3.0],
+                        current_a=[10.0, 11.0, 9.0],
+                    )
+                else:
+                    payload = WaterPayload(
+                        pressure_mpa=rng.uniform(0.3, 0.5), battery_pct=rng.uniform(40, 100)
+                    )
+                out.append(Reading(slot, device_id, ts, payload))
+                ts += every
+    tags = np.flatnonzero(registry.kind_code == KIND_CODE["patrol"])
+    lat, lon = registry.lat[tags], registry.lon[tags]
+    for worker in range(100):
+        ts = T0 + rng.randrange(600_000)
+        at = rng.randrange(tags.size)
+        while ts < end:
+            slot = int(tags[at])
+            out.append(
+                Reading(
+                    slot, registry.device_ids[slot], ts, PatrolPayload(worker_id=f"W{worker}", result="ok")
+                )
+            )
+            sample = rng.sample(range(tags.size), 50)
+            at = min(sample, key=lambda j: (lat[j] - lat[at]) ** 2 + (lon[j] - lon[at]) ** 2)
+            ts += rng.randrange(300_000, 600_000)
+    out.sort(key=lambda r: r.ts)
+    return out
+
+
+def run_district(args: argparse.Namespace) -> None:
+    registry = district_registry()
+    quiet = district_traffic(registry, args.minutes)
+    hot = district_traffic(registry, args.minutes, hot=True)
+    print(
+        f"district: {registry.slots:,} devices, {args.minutes:g} min of traffic: {len(quiet):,} readings "
+        f"({sum(isinstance(r.payload, ElectricalPayload) for r in quiet) / len(quiet):.0%} electrical)"
+    )
+    for name, readings in (("quiet", quiet), ("hot", hot)):
+        for size in (1, 4, 500):
+            batches = [readings[i : i + size] for i in range(0, len(readings), size)]
+            warm = max(1, 2000 // size)
+            times: dict[str, list[float]] = {"shipped": [], "numpy only": []}
+            hits: dict[str, int] = {}
+            for _ in range(args.rounds):
+                for path, spent in times.items():  # interleaved
+                    engine = RuleEngine(registry, None, T0)
+                    if path == "numpy only":
+                        engine.small_batch = 0
+                    for batch in batches[:warm]:
+                        engine.process(batch, batch[-1].ts)
+                    count = 0
+                    start = time.perf_counter()
+                    for batch in batches[warm:]:
+                        count += len(engine.process(batch, batch[-1].ts))
+                    spent.append(time.perf_counter() - start)
+                    hits[path] = count
+            n = sum(len(b) for b in batches[warm:])
+            shipped, numpy_only = (statistics.median(times[p]) / n * 1e6 for p in times)
+            assert hits["shipped"] == hits["numpy only"]
+            print(
+                f"  {name:5} batches of {size:3}: {shipped:7.2f} µs/reading, numpy only {numpy_only:7.2f} "
+                f"µs/reading, ratio {numpy_only / shipped:5.1f}× ({n:,} readings, {hits['shipped']} hits, "
+                f"median of {args.rounds})"
+            )
+
+
 def baseline_loop(batches: list[list[Reading]]) -> float:
     start = time.perf_counter()
     total = 0
@@ -131,7 +235,15 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--only", default="engine,district", help="sections to run: engine, district")
+    parser.add_argument("--minutes", type=float, default=10.0, help="district: minutes of traffic")
+    parser.add_argument("--rounds", type=int, default=3, help="district: timed runs of each path")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if "district" in only:
+        run_district(args)
+    if "engine" not in only:
+        return
 
     t = time.perf_counter()
     registry = synthetic_registry(args.devices)

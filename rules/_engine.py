@@ -11,6 +11,10 @@ producing hits; a device that comes back continues with its old state and a fres
 Repeated devices in one batch are evaluated in *rounds*: round *r* holds every device's *r*-th
 reading of the batch, so each round has unique local indices and fancy-indexed gathers and
 scatters are exact. A batch without repeats is one round.
+
+Small batches (``small_batch``, 8 readings of a kind, distinct devices) are offered to each
+family's :meth:`Family.process_small` first, in plain Python; only the families that decline
+(something may raise or clear) run their vectorised ``process`` (see rules/README.md).
 """
 
 from __future__ import annotations
