@@ -378,8 +378,17 @@ class Writer:
         self._c.executemany("INSERT INTO outbox (id, topic, payload) VALUES (?, ?, ?)", rows)
 
     def unqueue(self, ids: Sequence[int]) -> int:
-        cursor = self._c.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in ids))
-        return cursor.rowcount
+        """Delete outbox rows; one statement per run of consecutive ids (mostly one in all)."""
+        runs: list[tuple[int, int]] = []
+        for i in sorted(ids):
+            if runs and runs[-1][1] + 1 >= i:
+                runs[-1] = (runs[-1][0], max(runs[-1][1], i))
+            else:
+                runs.append((i, i))
+        deleted = 0
+        for first, last in runs:
+            deleted += self._c.execute("DELETE FROM outbox WHERE id BETWEEN ? AND ?", (first, last)).rowcount
+        return deleted
 
     def set_meta(self, name: str, value: int) -> None:
         self._c.execute(
