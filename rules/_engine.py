@@ -78,6 +78,10 @@ class RuleEngine:
         """For :meth:`_small_kind`, each kind's families (with their columns, dicts the engine
         keeps) in the order of :meth:`_process_kind` for a batch without repeats: the families
         that take the whole batch, then those that take rounds (then every finish)."""
+        self._finish_order: dict[str, list[tuple[Family, Cols]]] = {
+            kind: [(f, self._cols[kind][f.name]) for f in families]
+            for kind, families in self._by_kind.items()
+        }
         self._id_texts: dict[str, Array] = {}
         self.started_ms = now_ms
         self._clock = now_ms
@@ -375,7 +379,7 @@ class RuleEngine:
             return
         small = Small(kind, group, slots, local, now_ms)
         whole: Batch | None = None
-        ran: list[tuple[Family, Cols]] = []
+        ran: list[Family] = []
         for family, cols in families:
             if family.process_small(small, cols, out):
                 continue
@@ -393,10 +397,12 @@ class RuleEngine:
                     np.arange(n),
                 )
             family.process(whole, cols, out)
-            ran.append((family, cols))
-        if whole is not None:
-            for family, cols in ran:
+            ran.append(family)
+        for family, cols in self._finish_order[kind]:
+            if whole is not None and family in ran:
                 family.finish(whole, cols, out)
+            else:
+                family.finish_small(small, cols, out)
 
     def _process_kind(
         self, kind: str, group: list[Reading], slots: Int64s, ts: Int64s, *, now_ms: int, out: list[Hit]

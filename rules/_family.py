@@ -258,6 +258,10 @@ class Family:
         fixed cost of the vectorised path is skipped. The default always declines."""
         return False
 
+    def finish_small(self, small: Small, cols: Cols, out: list[Hit]) -> None:
+        """:meth:`finish` after a :meth:`process_small` that returned True (in the order the
+        engine calls every family's ``finish``)."""
+
     def condition(
         self,
         cols: Cols,
@@ -403,6 +407,23 @@ def quiet_step(
         return since
     start = ts if since == NO_TS else since
     return None if ts - start >= for_ms else start
+
+
+def step_one(
+    active: bool, since: int, ts: int, *, up: bool, down: bool, valid: bool, for_ms: float
+) -> tuple[bool, bool, bool, int]:
+    """:func:`step` for one reading in plain Python: (raised, cleared, new active, new since)."""
+    clear = down and active
+    if for_ms <= 0:
+        fire = up and not active
+    elif up:
+        start = ts if not active and since == NO_TS else since
+        fire = not active and ts - start >= for_ms
+        since = NO_TS if fire else start
+    else:
+        fire = False
+        since = NO_TS if valid else since
+    return fire, clear, (active or fire) and not clear, since
 
 
 def _at(values: Floats | float | None, i: int) -> float | None:

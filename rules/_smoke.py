@@ -27,9 +27,9 @@ from rules._family import (
     floats,
     machine_columns,
     positions,
-    quiet_step,
+    step_one,
 )
-from rules._hit import Hit, duration
+from rules._hit import Hit, HitState, duration
 
 KIND = "smoke"
 
@@ -55,6 +55,8 @@ class SmokeRules(Family):
         super().__init__(ctx)
         self._alarms: list[tuple[int, bool]] = []
         """(position in the kind's batch, FIRE_ALARM onset) of this batch's alarm readings."""
+        self._small_alarms: list[tuple[int, int, bool]] = []
+        """(slot, ts, FIRE_ALARM onset) of a small batch's alarm readings."""
         self.sites: dict[str, dict[str, int]] = {}
         """site_id → {device_id: ts of its latest alarm reading} within the window."""
 
@@ -98,78 +100,107 @@ class SmokeRules(Family):
         )
 
     def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
-        """Without an alarm (an alarm reading always has site bookkeeping to do) and with no
-        condition raising or clearing: only pending ``for`` runs move."""
+        """Always in plain Python: both conditions stepped per reading, hits in :meth:`process`'s
+        order (FIRE_ALARM raises, its clears, TAMPER raises, its clears), the alarms kept for
+        :meth:`finish_small`."""
         cfg = self.ctx.config
         alarm_active, alarm_since = cols["FIRE_ALARM.active"], cols["FIRE_ALARM.since"]
         tamper_active, tamper_since = cols["TAMPER.active"], cols["TAMPER.since"]
         alarm_ms, tamper_ms = cfg.fire_alarm.for_s * 1000, cfg.tamper.for_s * 1000
-        moves: list[tuple[int, int, int]] = []
-        for reading, i in zip(small.readings, small.local, strict=True):
+        hits: tuple[list[tuple[int, int, float]], ...] = ([], [], [], [])
+        for reading, i, slot in zip(small.readings, small.local, small.slots, strict=True):
             payload: SmokePayload = reading.payload  # type: ignore[assignment]
-            if payload.alarm:
-                return False
-            a = quiet_step(
+            ts, alarm, tamper = reading.ts, bool(payload.alarm), payload.tamper
+            fire, clear, alarm_active[i], since = step_one(
                 bool(alarm_active[i]),
                 int(alarm_since[i]),
-                reading.ts,
-                up=False,
-                down=True,
+                ts,
+                up=alarm,
+                down=not alarm,
                 valid=True,
                 for_ms=alarm_ms,
             )
-            tamper = payload.tamper
-            t = quiet_step(
+            if alarm_ms > 0:
+                alarm_since[i] = since
+            value = 1.0 if alarm else 0.0
+            if fire:
+                hits[0].append((slot, ts, value))
+            if clear:
+                hits[1].append((slot, ts, value))
+            if alarm:
+                self._small_alarms.append((slot, ts, fire))
+            fire, clear, active, since = step_one(
                 bool(tamper_active[i]),
                 int(tamper_since[i]),
-                reading.ts,
+                ts,
                 up=tamper is True,
                 down=tamper is False,
                 valid=tamper is not None,
                 for_ms=tamper_ms,
             )
-            if a is None or t is None:
-                return False
-            moves.append((i, a, t))
-        for i, a, t in moves:
-            if alarm_ms > 0:
-                alarm_since[i] = a
+            if fire or clear:
+                tamper_active[i] = active
             if tamper_ms > 0:
-                tamper_since[i] = t
+                tamper_since[i] = since
+            value = 1.0 if tamper else 0.0
+            if fire:
+                hits[2].append((slot, ts, value))
+            if clear:
+                hits[3].append((slot, ts, value))
+        texts: tuple[tuple[str, HitState, str], ...] = (
+            ("FIRE_ALARM", "raise", "Smoke alarm"),
+            ("FIRE_ALARM", "clear", "Smoke alarm cleared"),
+            ("TAMPER", "raise", "Detector tampered with (opened or removed)"),
+            ("TAMPER", "clear", "Tamper cleared"),
+        )
+        for found, (rule_type, state, message) in zip(hits, texts, strict=True):
+            if found and self.ctx.enabled(rule_type):
+                for slot, ts, value in found:
+                    self.ctx.hit(
+                        out, rule_type, slot, state, value=value, threshold=1.0, ts=ts, message=message
+                    )
         return True
+
+    def finish_small(self, small: Small, cols: Cols, out: list[Hit]) -> None:
+        alarms, self._small_alarms = self._small_alarms, []
+        for slot, ts, onset in alarms:
+            self._confirm(slot, ts, onset, out)
 
     def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """FIRE_CONFIRMED over the alarms of every round, in batch order."""
         if not self._alarms:
             return
         alarms, self._alarms = sorted(self._alarms), []
+        for i, onset in alarms:
+            self._confirm(int(batch.slots[i]), int(batch.ts[i]), onset, out)
+
+    def _confirm(self, slot: int, ts: int, onset: bool, out: list[Hit]) -> None:
+        """An alarm reading of the detector in ``slot``: the site's bookkeeping, and at the
+        detector's FIRE_ALARM onset, FIRE_CONFIRMED if enough detectors are in alarm together."""
         rule = self.ctx.config.fire_confirmed
         window = int(rule.window_s * 1000)
         reg = self.ctx.registry
-        for i, onset in alarms:
-            slot = int(batch.slots[i])
-            ts = int(batch.ts[i])
-            device_id = reg.device_ids[slot]
-            site = self.sites.setdefault(reg.site_of(slot), {})
-            site[device_id] = max(ts, site.get(device_id, ts))
-            for old in [d for d, t in site.items() if t < ts - window]:
-                del site[old]  # too old to confirm anything from now on
-            if not onset:
-                continue
-            together = sorted(d for d, t in site.items() if abs(t - ts) <= window)
-            if len(together) >= rule.min_detectors:
-                self.ctx.hit(
-                    out,
-                    "FIRE_CONFIRMED",
-                    slot,
-                    "raise",
-                    value=float(len(together)),
-                    threshold=float(rule.min_detectors),
-                    ts=ts,
-                    message=f"Fire confirmed at site {reg.site_of(slot)}: "
-                    f"{len(together)} detectors in alarm within "
-                    f"{duration(rule.window_s)} ({', '.join(together)})",
-                )
+        device_id = reg.device_ids[slot]
+        site = self.sites.setdefault(reg.site_of(slot), {})
+        site[device_id] = max(ts, site.get(device_id, ts))
+        for old in [d for d, t in site.items() if t < ts - window]:
+            del site[old]  # too old to confirm anything from now on
+        if not onset:
+            return
+        together = sorted(d for d, t in site.items() if abs(t - ts) <= window)
+        if len(together) >= rule.min_detectors:
+            self.ctx.hit(
+                out,
+                "FIRE_CONFIRMED",
+                slot,
+                "raise",
+                value=float(len(together)),
+                threshold=float(rule.min_detectors),
+                ts=ts,
+                message=f"Fire confirmed at site {reg.site_of(slot)}: "
+                f"{len(together)} detectors in alarm within "
+                f"{duration(rule.window_s)} ({', '.join(together)})",
+            )
 
     def extra_state(self) -> dict[str, Any]:
         return {"sites": self.sites}
