@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from access import SIMULATOR_ACCOUNT
-from bench._field import IngestProcess, bare_drain, firegrid_drain, ingest_env, load_average, open_session
+from bench._field import IngestProcess, bare_drain, ingest_env, load_average, open_session
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto, wait_for
 from simulators import write_world
@@ -41,9 +42,49 @@ def make_session(ingest: IngestProcess) -> None:
     ingest.stop()
 
 
-def drain_together(instances: list[IngestProcess], total: int) -> tuple[float, list[float]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
+
+
+class Usage:
+    """CPU cores used over a drain by firegrid (all its instances, start-up included), mosquitto,
+    influxd, and the whole machine (every session on it)."""
+
+    def __init__(self, broker: Mosquitto, influx: Influxd) -> None:
+        self.pids = {"mosquitto": broker.pid or 0, "influxd": influx.pid or 0}
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.machine = machine_busy()
+        self.started = time.perf_counter()
+
+    def result(self, instances: list[IngestProcess]) -> dict[str, float]:
+        wall = time.perf_counter() - self.started
+        used = {
+            "firegrid": sum(cpu_seconds(ingest.pid) for ingest in instances) / wall,
+            **{name: (cpu_seconds(pid) - self.before[name]) / wall for name, pid in self.pids.items()},
+        }
+        busy, total = machine_busy()
+        used["machine_busy"] = (busy - self.machine[0]) / wall
+        used["machine_cores"] = (total - self.machine[1]) / wall
+        return {name: round(value, 2) for name, value in used.items()}
+
+
+def drain_together(
+    instances: list[IngestProcess], total: int, usage: Usage
+) -> tuple[float, list[float], dict[str, float]]:
     """Start every instance at once on its queued session; returns (msg/s of them all, from the
-    first message any received until all ``total`` are received and durable; each one's share)."""
+    first message any received until all ``total`` are received and durable; each one's share;
+    the CPU cores used meanwhile)."""
     for ingest in instances:
         ingest.start()
     first = 0.0
@@ -62,7 +103,7 @@ def drain_together(instances: list[IngestProcess], total: int) -> tuple[float, l
         if sum(received) and not first:
             first = now
         if sum(received) >= total and pending == 0:
-            return sum(received) / (time.perf_counter() - first), received
+            return sum(received) / (time.perf_counter() - first), received, usage.result(instances)
         if now - started > 900:
             raise TimeoutError(f"instances drained {sum(received):.0f} of {total} in 900 s")
         time.sleep(0.02)
@@ -105,9 +146,9 @@ def main() -> int:
             publish_s = time.perf_counter() - published
             total, bare_rate = bare_drain(broker, "inst-bare")
             load_mid = load_average()
-            one_rate, _ = firegrid_drain(one, total)
+            one_rate, _, one_cpu = drain_together([one], total, Usage(broker, influx))
             one.stop()
-            two_rate, shares = drain_together(pair, total)
+            two_rate, shares, two_cpu = drain_together(pair, total, Usage(broker, influx))
         finally:
             for ingest in (one, *pair):
                 ingest.stop()
@@ -127,6 +168,8 @@ def main() -> int:
         "one_instance_msg_s": round(one_rate),
         "two_instances_msg_s": round(two_rate),
         "two_shares": [round(s) for s in shares],
+        "cores_used_one": one_cpu,
+        "cores_used_two": two_cpu,
         "two_to_one": round(two_rate / one_rate, 3),
         "one_to_bare": round(one_rate / bare_rate, 3),
         "two_to_bare": round(two_rate / bare_rate, 3),
@@ -136,7 +179,9 @@ def main() -> int:
         f"queued session of {total:,} messages: two instances {result['two_instances_msg_s']:,} msg/s = "
         f"{result['two_to_one']} × one instance ({result['one_instance_msg_s']:,}); target ≥ 1.3 ×; "
         f"bare paho {result['bare_paho_msg_s']:,}; "
-        f"load average {load_before} → {result['load_average_after']}"
+        f"load average {load_before} → {result['load_average_after']}; cores used (firegrid, "
+        f"machine): one {one_cpu['firegrid']}, {one_cpu['machine_busy']} of {one_cpu['machine_cores']}; "
+        f"two {two_cpu['firegrid']}, {two_cpu['machine_busy']} of {two_cpu['machine_cores']}"
     )
     return 0
 
