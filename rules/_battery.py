@@ -48,8 +48,8 @@ class BatteryRules(Family):
             value = getattr(reading.payload, "battery_pct", None)
             b = math.nan if value is None else float(value)
             s = quiet_step(
-                bool(active[i]),
-                int(since[i]),
+                active.item(i),
+                since.item(i),
                 reading.ts,
                 up=b < rule.limit,
                 down=b >= rule.clear,

@@ -106,11 +106,11 @@ class ElectricalRules(Family):
             ts = reading.ts
             value = float(payload.residual_ma)
             r = quiet_step(
-                bool(r_active[i]),
-                int(r_since[i]),
+                r_active.item(i),
+                r_since.item(i),
                 ts,
-                up=value >= float(self.residual_limit[i]),
-                down=value < float(self.residual_clear[i]),
+                up=value >= self.residual_limit.item(i),
+                down=value < self.residual_clear.item(i),
                 valid=not math.isnan(value),
                 for_ms=residual_ms,
             )
@@ -121,15 +121,15 @@ class ElectricalRules(Family):
                 continue
             temp = float(max(payload.temp_c))
             o = quiet_step(
-                bool(o_active[i]),
-                int(o_since[i]),
+                o_active.item(i),
+                o_since.item(i),
                 ts,
-                up=temp >= float(self.temp_limit[i]),
-                down=temp < float(self.temp_clear[i]),
+                up=temp >= self.temp_limit.item(i),
+                down=temp < self.temp_clear.item(i),
                 valid=True,
                 for_ms=overheat_ms,
             )
-            if o is None or (level[i] == 1 and temp >= float(self.temp_critical[i])):
+            if o is None or (level.item(i) == 1 and temp >= self.temp_critical.item(i)):
                 return False
             head = self._quiet_rise(cols, i, ts, temp)
             if head is None:
@@ -159,7 +159,7 @@ class ElectricalRules(Family):
         rule = self.ctx.config.temp_rise_fast
         window = int(rule.window_s * 1000)
         bucket = max(1, window // (RING - 1))
-        head = int(cols["rise.head"][i])
+        head: int = cols["rise.head"].item(i)
         points = cols["rise.ts"][i].tolist()
         newest = points[head]
         if not (newest != NO_TS and newest // bucket == ts // bucket):
@@ -170,7 +170,7 @@ class ElectricalRules(Family):
         inside = [j for j, t in enumerate(points) if lo <= t <= ts]
         n = len(inside)
         span_s = (min(points[j] for j in inside) - ts) * (1 / 60000.0) * -60.0
-        active = bool(cols["TEMP_RISE_FAST.active"][i])
+        active = cols["TEMP_RISE_FAST.active"].item(i)
         if not active and (n < rule.min_readings or span_s < rule.min_span_s):
             return head  # cannot raise, and nothing to clear
         temps = cols["rise.temp"][i].tolist()

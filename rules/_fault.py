@@ -44,8 +44,8 @@ class FaultRules(Family):
         for reading, i in zip(small.readings, small.local, strict=True):
             fault = bool(getattr(reading.payload, "fault", None))
             s = quiet_step(
-                bool(active[i]),
-                int(since[i]),
+                active.item(i),
+                since.item(i),
                 reading.ts,
                 up=fault,
                 down=not fault,

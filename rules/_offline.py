@@ -101,14 +101,14 @@ class OfflineRules(Family):
 
     def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
         raised = cols["raised"]
-        if any(raised[i] for i in small.local):
+        if any(raised.item(i) for i in small.local):
             return False  # back online: a clear
         quiet, due = cols["quiet"], cols["due"]
         deadline = self.deadline_ms[small.kind]
         now = small.now_ms
         for i in small.local:
             quiet[i] = now
-            limit = int(deadline[i])
+            limit = deadline.item(i)
             due[i] = now + limit if limit >= 0 else NEVER
         return True
 

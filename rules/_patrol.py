@@ -211,13 +211,13 @@ class PatrolRules(Family):
                     if hit is not None:
                         out.append(hit)
             capped = min(ts, now)
-            base = max(int(scanned[i]), capped)
+            base = max(scanned.item(i), capped)
             scanned[i] = base
-            last_seen = max(int(seen[i]), capped)
+            last_seen = max(seen.item(i), capped)
             seen[i] = last_seen
             self.data_clock = max(self.data_clock, capped)
-            deadline = int(self.deadline_ms[i])
-            if missed[i]:
+            deadline = self.deadline_ms.item(i)
+            if missed.item(i):
                 if now < base + deadline and last_seen + deadline > self.data_clock:
                     missed[i] = False
                     self._data_due = min(self._data_due, last_seen + deadline)

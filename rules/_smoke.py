@@ -112,8 +112,8 @@ class SmokeRules(Family):
             payload: SmokePayload = reading.payload  # type: ignore[assignment]
             ts, alarm, tamper = reading.ts, bool(payload.alarm), payload.tamper
             fire, clear, alarm_active[i], since = step_one(
-                bool(alarm_active[i]),
-                int(alarm_since[i]),
+                alarm_active.item(i),
+                alarm_since.item(i),
                 ts,
                 up=alarm,
                 down=not alarm,
@@ -130,8 +130,8 @@ class SmokeRules(Family):
             if alarm:
                 self._small_alarms.append((slot, ts, fire))
             fire, clear, active, since = step_one(
-                bool(tamper_active[i]),
-                int(tamper_since[i]),
+                tamper_active.item(i),
+                tamper_since.item(i),
                 ts,
                 up=tamper is True,
                 down=tamper is False,

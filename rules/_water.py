@@ -105,14 +105,14 @@ class WaterRules(Family):
             p = float(reading.payload.pressure_mpa)  # type: ignore[attr-defined]
             valid = not math.isnan(p)
             tests = (
-                (p < float(self.min_pressure[i]), p >= float(self.low_clear[i])),
+                (p < self.min_pressure.item(i), p >= self.low_clear.item(i)),
                 (p < loss.limit, p >= loss.clear),
-                (p > float(self.max_pressure[i]), p <= float(self.high_clear[i])),
+                (p > self.max_pressure.item(i), p <= self.high_clear.item(i)),
             )
             new: list[int] = []
             for (active, since), for_ms, (up, down) in zip(machines, fors, tests, strict=True):
                 s = quiet_step(
-                    bool(active[i]), int(since[i]), reading.ts, up=up, down=down, valid=valid, for_ms=for_ms
+                    active.item(i), since.item(i), reading.ts, up=up, down=down, valid=valid, for_ms=for_ms
                 )
                 if s is None:
                     return False
