@@ -280,3 +280,58 @@ def test_unknown_district_and_shared_data_dir_are_refused(
     done = _ingest_once(env)
     assert done.returncode == 2, done.stderr
     assert "belongs to an instance of districts D01" in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+def test_reload_keeps_each_instance_to_its_districts(
+    two: dict[str, IngestProcess], broker: Mosquitto, topic_prefix: str, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry"
+    with (registry / "devices.csv").open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        for d, district in enumerate(DISTRICTS):
+            writer.writerow(
+                [f"{district}S9", "smoke", district, f"{district}-S9", 34.303 + d * 0.1, 108.703, ""]
+            )
+    for process in two.values():
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGHUP)
+
+    def reloaded(process: IngestProcess) -> bool:
+        return "registry reloaded" in process.log()
+
+    def new_alarms(process: IngestProcess) -> list[dict[str, Any]]:
+        return [e for e in process.events() if e["device_id"].endswith("S9")]
+
+    for process in two.values():
+        eventually(lambda: reloaded(process), timeout=20, what="reloaded")  # noqa: B023 (called at once)
+    listener = Listener(broker.url_as(SIMULATOR_ACCOUNT), topic_prefix)
+    try:
+        now = int(time.time() * 1000)
+        for district in DISTRICTS:
+            listener.publish(f"fire/{district}/smoke/{district}S9", {"ts": now, "seq": 1, "alarm": True})
+        for district, process in two.items():
+            found = eventually(
+                lambda: new_alarms(process),  # noqa: B023 (called at once)
+                timeout=20,
+                what=f"the new device's alarm on {district}",
+            )
+            assert [e["device_id"] for e in found] == [f"{district}S9"]
+    finally:
+        listener.client.disconnect()
+        listener.client.loop_stop()
+    # a registry without D02: its instance refuses the reload (keeps the loaded one), D01's takes it
+    rows = (registry / "devices.csv").read_text().splitlines()
+    (registry / "devices.csv").write_text("\n".join(r for r in rows if ",D02," not in r) + "\n")
+    grids = json.loads((registry / "grids.geojson").read_text())
+    grids["features"] = [f for f in grids["features"] if f["properties"]["district"] != "D02"]
+    (registry / "grids.geojson").write_text(json.dumps(grids))
+    for process in two.values():
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGHUP)
+    eventually(
+        lambda: "registry reload refused" in two["D02"].log() and "unknown district D02" in two["D02"].log(),
+        timeout=20,
+        what="D02's instance refusing the reload",
+    )
+    eventually(lambda: two["D01"].log().count("registry reloaded") == 2, timeout=20, what="D01 reloaded")
+    assert two["D02"].healthy() and two["D01"].healthy()
