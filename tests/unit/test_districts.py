@@ -143,3 +143,15 @@ def test_data_dir_claim(tmp_path: Path) -> None:
     claim_data_dir(fresh, (), "firegrid-ingest").release()
     with pytest.raises(SettingsError, match="belongs to an instance of all districts"):
         claim_data_dir(fresh, ("D01",), "x")
+
+
+def test_timers_and_fleet_cover_own_districts_only(registry: Registry) -> None:
+    from rules import RuleEngine, load_rules
+
+    mine = own_registry(registry, ("D01",))
+    engine = RuleEngine(mine, load_rules(None), 0)
+    assert {district for district, _ in engine.fleet()} == {"D01"}
+    hits = engine.tick(10 * 86_400_000)  # ten days of silence: every device of D01 offline
+    offline = {hit.device_id for hit in hits if hit.type == "DEVICE_OFFLINE"}
+    assert offline == {d for d in registry.slot_of if d.startswith("D01")}  # smoke, electrical, water
+    assert all(hit.device_id.startswith("D01") for hit in hits)
