@@ -9,7 +9,7 @@ from pydantic import Field
 from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, fault_field, put
 
 _TEMP_KEYS = tuple(f"temp_c_{i}" for i in range(1, 9))
-_TEMP_PREFIXES = tuple(f",{key}=" for key in _TEMP_KEYS)
+_TEMP_KEYS_EQ = tuple(f"{key}=" for key in _TEMP_KEYS)
 Channels = Annotated[list[Finite], Field(min_length=1, max_length=8)]
 
 
@@ -43,11 +43,12 @@ class ElectricalPayload(Payload):
         text = f"residual_ma={float(self.residual_ma)!r}"
         temps = self.temp_c
         if temps:
-            text += f",temp_c_max={float(max(temps))!r}" + "".join(
-                [key + repr(float(value)) for key, value in zip(_TEMP_PREFIXES, temps, strict=False)]
-            )
-        if self.current_a:
-            text += f",current_a_max={float(max(self.current_a))!r}"
+            parts = [text, f"temp_c_max={float(max(temps))!r}"]
+            parts += [key + repr(float(value)) for key, value in zip(_TEMP_KEYS_EQ, temps, strict=False)]
+            text = ",".join(parts)
+        current = self.current_a
+        if current:
+            text += f",current_a_max={float(max(current))!r}"
         if self.arc_count is not None:
             text += f",arc_count={float(self.arc_count)!r}"
         return text + fault_field(self.fault)

@@ -117,7 +117,8 @@ class Pipeline:
         metrics.batch_size.observe(len(messages))
         if readings:
             of_kind = self._readings_of_kind
-            for kind, count in Counter(map(_KIND_OF, readings)).items():
+            counts = {readings[0].payload.kind: 1} if len(readings) == 1 else Counter(map(_KIND_OF, readings))
+            for kind, count in counts.items():
                 child = of_kind.get(kind)
                 if child is None:
                     child = of_kind[kind] = metrics.readings.labels(kind)
