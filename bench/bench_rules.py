@@ -22,6 +22,7 @@ Targets (issue 3): ≤ 2 µs per reading amortised, ≤ 10 ms per offline scan o
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
@@ -191,19 +192,21 @@ def run_district(args: argparse.Namespace) -> None:
         f"({sum(isinstance(r.payload, ElectricalPayload) for r in quiet) / len(quiet):.0%} electrical)"
     )
     for name, readings in (("quiet", quiet), ("hot", hot)):
-        for size in (1, 4, 500):
+        for size in (int(x) for x in args.sizes.split(",")):
             batches = [readings[i : i + size] for i in range(0, len(readings), size)]
             warm = max(1, 2000 // size)
             times: dict[str, list[float]] = {"shipped": [], "numpy only": []}
             hits: dict[str, int] = {}
-            for _ in range(args.rounds):
-                for path, spent in times.items():  # interleaved
+            for round_ in range(args.rounds):
+                paths = list(times.items())
+                for path, spent in paths if round_ % 2 == 0 else paths[::-1]:  # interleaved, both orders
                     engine = RuleEngine(registry, None, T0)
                     if path == "numpy only":
                         engine.small_batch = 0
                     for batch in batches[:warm]:
                         engine.process(batch, batch[-1].ts)
                     count = 0
+                    gc.collect()
                     start = time.perf_counter()
                     for batch in batches[warm:]:
                         count += len(engine.process(batch, batch[-1].ts))
@@ -237,7 +240,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--only", default="engine,district", help="sections to run: engine, district")
     parser.add_argument("--minutes", type=float, default=10.0, help="district: minutes of traffic")
-    parser.add_argument("--rounds", type=int, default=3, help="district: timed runs of each path")
+    parser.add_argument("--rounds", type=int, default=4, help="district: timed runs of each path")
+    parser.add_argument("--sizes", default="1,4,500", help="district: batch sizes")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if "district" in only:
