@@ -203,6 +203,8 @@ class IngestService:
             "influx": "ok" if influx_up else "unavailable",
             "spool_depth": self.store.spool_depth,
         }
+        if self.districts:  # several instances: which one this is
+            body["districts"] = list(self.districts)
         if not self._subscribed.is_set():
             body["status"] = "starting"
             return 503, body

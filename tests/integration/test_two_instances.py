@@ -126,6 +126,8 @@ def test_two_instances_share_the_work(
         listener.client.disconnect()
         listener.client.loop_stop()
     for district, process in two.items():
+        health = process.health()
+        assert health is not None and health["districts"] == [district]
         assert process.stop() == 0, process.log()[-2000:]
         log = process.log()
         assert f"as firegrid-{topic_prefix.rstrip('/')}-{district}," in log  # its own client id
