@@ -604,7 +604,8 @@ class EventStore:
     ) -> None:
         event_id = event.event_id
         batch.dirty[event_id] = event
-        width = STATE if with_state else REPEAT if change == "repeat" else CHANGE
+        # a repeat that un-clears (or raises the severity) writes ``cleared`` too: not the narrow width
+        width = STATE if with_state else REPEAT if change == "repeat" and plain_repeat else CHANGE
         if batch.width.get(event_id, -1) < width:
             batch.width[event_id] = width
         event.rev += 1
