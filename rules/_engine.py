@@ -82,6 +82,10 @@ class RuleEngine:
             kind: [(f, self._cols[kind][f.name]) for f in families]
             for kind, families in self._by_kind.items()
         }
+        self._finish_small: dict[str, list[tuple[Family, Cols]]] = {
+            kind: [(f, c) for f, c in order if type(f).finish_small is not Family.finish_small]
+            for kind, order in self._finish_order.items()
+        }
         self._id_texts: dict[str, Array] = {}
         self.started_ms = now_ms
         self._clock = now_ms
@@ -368,7 +372,7 @@ class RuleEngine:
         foreign = False
         for r in group:
             slots.append(r.slot)
-            local.append(int(local_of[r.slot]))
+            local.append(local_of.item(r.slot))
             foreign = foreign or r.payload.kind != kind
         if foreign or (len(local) > 1 and len(set(local)) < len(local)):
             # a foreign payload or repeats (rounds): the general path
@@ -398,8 +402,12 @@ class RuleEngine:
                 )
             family.process(whole, cols, out)
             ran.append(family)
+        if whole is None:  # every family handled it: only the finish_small that do something
+            for family, cols in self._finish_small[kind]:
+                family.finish_small(small, cols, out)
+            return
         for family, cols in self._finish_order[kind]:
-            if whole is not None and family in ran:
+            if family in ran:
                 family.finish(whole, cols, out)
             else:
                 family.finish_small(small, cols, out)
