@@ -6,8 +6,9 @@ The cache is valid for exactly the bytes it was built from: its key is a BLAKE2b
 registry's four files and of the loader's own source, so an edited file, a file copied over with
 an old mtime or a new firegrid version all mean a full load (which writes the cache again). The
 file is the service's own, like its event store: written with mode 0600 in the data directory
-(``FIREGRID_DATA_DIR``), atomically (temporary file, then rename). It is a pickle, which is why it
-is read only from there; an unreadable or stale cache is logged and replaced, never an error.
+(``FIREGRID_DATA_DIR``), atomically (a temporary file of the writing process, then rename). It
+is a pickle, which is why it is read only from there; an unreadable or stale cache is logged and
+replaced, never an error.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def _read(cache: Path, key: bytes) -> Registry | None:
 
 
 def _write(cache: Path, key: bytes, registry: Registry) -> None:
-    partial = cache.with_name(cache.name + ".partial")
+    # a name of its own: two processes writing at once each rename a whole file
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

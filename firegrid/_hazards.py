@@ -174,6 +174,11 @@ class Hazards:
             lines.append(self._lines.popleft())
         return lines
 
+    def flush(self) -> None:
+        """Publish and write the event store's coalesced repeats now (a clean stop, before its
+        last lines are drained)."""
+        self._take(self._held(lambda: self.events.flush(self.now_ms())))
+
     def close(self) -> None:
         self._snapshots.save_now(self.engine.snapshot_arrays(self.now_ms()))
         self.events.close()

@@ -15,7 +15,16 @@ from types import FrameType
 import paho.mqtt.client as mqtt
 
 from access import Access
-from devices import ConfigError, FiregridError, Registry, StoreStoppingError, Topics, listen
+from devices import (
+    ConfigError,
+    EventStoreFullError,
+    FiregridError,
+    Registry,
+    StoreStoppingError,
+    Topics,
+    listen,
+    load_registry,
+)
 from firegrid._districts import (
     ActionRouter,
     check_districts,
@@ -62,13 +71,18 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+REGISTRY_CACHE = "registry.cache"
+"""The loaded registry, in the data directory (devices/_registry_cache.py): a restart at province
+scale skips parsing it again."""
+
+
 class IngestService:
     def __init__(self, settings: Settings, sinks: Sequence[ReadingSink] = ()) -> None:
         self.settings = settings
         http_socket = listen(settings.http_host, settings.http_port)  # a port in use: stop at once
         self.districts = settings.district_list
         """The districts this instance owns (FIREGRID_DISTRICTS); empty: all of the registry's."""
-        self.full_registry = Registry.load(settings.registry)
+        self.full_registry = load_registry(settings.registry, settings.data_dir / REGISTRY_CACHE)
         check_districts(self.full_registry, self.districts)  # an unknown district: one line
         self.registry = self._own(self.full_registry)
         """What this instance works on: its districts' devices, grids and stations."""
@@ -167,6 +181,7 @@ class IngestService:
             scale=self.clock.scale,
             index_interval_ms=round(settings.index_interval_s * 1000),
             sla_period_ms=round(settings.sla_period_s * 1000),
+            ready=self._subscribed,  # start-up first: at province scale a round is seconds of CPU
         )
         self.metrics.commit_pending.set_function(lambda: self.committer.pending_lines)
         # HTTP Basic against FIREGRID_CREDENTIALS, rights from the registry (CONTRACT §10)
@@ -332,6 +347,8 @@ class IngestService:
         self.request_stop()
         self._worker.join()
         self.store.closing()  # a batch that would wait for room in the spool is left to the broker
+        with contextlib.suppress(EventStoreFullError):  # no room: their count waits for the next start
+            self.hazards.flush()  # the repeats coalesced in memory (CONTRACT §13)
         if lines := self.hazards.drain_lines():
             self.committer.submit(lines, ())
         if lines := self.pipeline.rate_limited_lines(final=True):  # the minutes still open
