@@ -12,7 +12,7 @@ Repeated devices in one batch are evaluated in *rounds*: round *r* holds every d
 reading of the batch, so each round has unique local indices and fancy-indexed gathers and
 scatters are exact. A batch without repeats is one round.
 
-Small batches (``small_batch``, 8 readings of a kind, distinct devices) are offered to each
+Small batches (``small_batch``, 16 readings of a kind, distinct devices) are offered to each
 family's :meth:`Family.process_small` first, in plain Python; only the families that decline
 (something may raise or clear) run their vectorised ``process`` (see rules/README.md).
 """
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
 
-SMALL_BATCH = 8
+SMALL_BATCH = 16
 """Batches of up to this many readings, and in larger batches the kinds with up to this many
 readings, go through :meth:`RuleEngine._small_kind` (plain Python per reading, each family's
 :meth:`Family.process_small`) rather than numpy: below it numpy's fixed cost per batch dominates."""
