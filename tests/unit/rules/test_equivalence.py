@@ -136,7 +136,7 @@ step = st.one_of(
     # upload), and a temperature ramp (°C/min) its electrical readings with temp_c follow
     st.tuples(
         st.just("batch"),
-        st.lists(reading_spec(), min_size=1, max_size=12),
+        st.lists(reading_spec(), min_size=1, max_size=20),
         st.sampled_from([0, 0, 0, 1_000, 120_000]),
         st.sampled_from([None, None, 0.0, 1.9, 2.0, 2.1, 4.9, 5.0, 5.1, 9.0]),
     ),
