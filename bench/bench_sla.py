@@ -147,8 +147,8 @@ def main() -> None:
                 lambda: safety.index(EVERYTHING, IndexQuery(at_ms=at - DAY)),
             ),
             ("/index, one worker's grid", lambda: safety.index(worker, IndexQuery(at_ms=at))),
-            ("grid_index points (every grid)", lambda: safety.index_lines(at)),
-            ("grid_sla points (one day, every grid)", lambda: safety.sla_lines(at - DAY, at)),
+            ("grid_index points (every grid)", lambda: list(safety.index_lines(at))),
+            ("grid_sla points (one day, every grid)", lambda: list(safety.sla_lines(at - DAY, at))),
         ]
         for label, fn in rows:
             seconds, value = best(args.repeat, fn)

@@ -166,17 +166,15 @@ class Safety:
             for grid_id, district in grids.items()
         }
 
-    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> Iterator[str]:
         """``grid_sla`` points of every grid for the events raised in ``[since, until)``, evaluated
-        at ``until`` and timed at ``since`` (recomputing them gives the same points). Raises
-        :class:`Cancelled` once ``cancelled()`` is true."""
+        at ``until`` and timed at ``since`` (recomputing them gives the same points), one grid at
+        a time. Raises :class:`Cancelled` once ``cancelled()`` is true."""
         query = SlaQuery(since_ms=since_ms, until_ms=until_ms, at_ms=until_ms)
         _, grids = self._figures(EVERYTHING, query, since_ms, until_ms)
-        lines = (
-            grid_line(SLA_MEASUREMENT, district, grid_id, grid.to_dict(), since_ms)
-            for grid_id, (district, grid) in checking(sorted(grids.items()), cancelled)
-        )
-        return [line for line in lines if line is not None]
+        for grid_id, (district, grid) in checking(sorted(grids.items()), cancelled):
+            if (line := grid_line(SLA_MEASUREMENT, district, grid_id, grid.to_dict(), since_ms)) is not None:
+                yield line
 
     # -- /index ----------------------------------------------------------------------------------
 
@@ -190,14 +188,13 @@ class Safety:
             },
         }
 
-    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
-        """``grid_index`` points of every grid of the registry at ``at_ms`` (timed at ``at_ms``).
-        Raises :class:`Cancelled` once ``cancelled()`` is true."""
-        lines = (
-            grid_line(INDEX_MEASUREMENT, g.district, g.grid_id, g.fields(), at_ms)
-            for g in self._indexes(EVERYTHING, None, None, at_ms, cancelled)
-        )
-        return [line for line in lines if line is not None]
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> Iterator[str]:
+        """``grid_index`` points of every grid of the registry at ``at_ms`` (timed at ``at_ms``),
+        one grid at a time (a province has ~115,000). Raises :class:`Cancelled` once
+        ``cancelled()`` is true."""
+        for g in self._indexes(EVERYTHING, None, None, at_ms, cancelled):
+            if (line := grid_line(INDEX_MEASUREMENT, g.district, g.grid_id, g.fields(), at_ms)) is not None:
+                yield line
 
     def _indexes(
         self,
@@ -206,19 +203,19 @@ class Safety:
         grid: str | None,
         at: int,
         cancelled: Callable[[], bool] = never,
-    ) -> list[GridIndex]:
+    ) -> Iterator[GridIndex]:
         registry = self._registry()
         grids = self._grids(registry, scope, district, grid)
         if not grids:
-            return []
+            return
         # every event of these grids (a station's index is of its grids, not of its events)
         everything = scope == EVERYTHING and grid is None
         selection = Selection(district=district, grids=None if everything else frozenset(grids))
         not_closed = _by_grid(self.history.not_closed(selection, at, now_ms=self._clock()))
         recent = _by_grid(self.history.raised_between(selection, at - HANDLING_WINDOW_MS, None, at))
         fleets = self._fleets(registry)
-        return [
-            grid_index(
+        for grid_id in checking(sorted(grids), cancelled):
+            yield grid_index(
                 grid_id,
                 grids[grid_id],
                 fleets.get(grid_id, GridFleet()),
@@ -226,8 +223,6 @@ class Safety:
                 at,
                 self.weights,
             )
-            for grid_id in checking(sorted(grids), cancelled)
-        ]
 
 
 CHECK_EVERY: Final = 1024

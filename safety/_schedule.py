@@ -15,13 +15,16 @@ next start, with the same points.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 log = logging.getLogger(__name__)
 
+CHUNK_LINES: Final = 5_000
+"""Lines handed to ``emit`` at a time."""
 MAX_SLEEP_S: Final = 60.0
 """Wake at least this often (a wall clock that jumps is noticed within a minute)."""
 
@@ -35,13 +38,14 @@ def never() -> bool:
 
 
 class PointSource(Protocol):
-    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
-        """Raises :class:`Cancelled` once ``cancelled()`` is true."""
-        ...
+    """Lines may be computed as they are taken; a round raises :class:`Cancelled` (while its
+    lines are taken) once ``cancelled()`` is true."""
 
-    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
-        """Raises :class:`Cancelled` once ``cancelled()`` is true."""
-        ...
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> Iterable[str]: ...
+
+    def sla_lines(
+        self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never
+    ) -> Iterable[str]: ...
 
 
 class Schedule:
@@ -73,21 +77,23 @@ class Schedule:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="safety-points", daemon=True)
 
-    def due(self, now_ms: int) -> list[str]:
-        """The lines due at ``now_ms`` (each slot and period once; the current ones at the first call)."""
+    def due(self, now_ms: int, emit: Callable[[list[str]], None] | None = None) -> list[str]:
+        """The lines due at ``now_ms`` (each slot and period once; the current ones at the first
+        call). With ``emit``, they go there in chunks of :data:`CHUNK_LINES` as they are computed
+        (a province's round is ~115,000 lines: never all in memory, never one InfluxDB write)
+        and the list returned is empty."""
         lines: list[str] = []
+        out = emit or lines.extend
         slot = now_ms - now_ms % self.index_interval_ms
         if self._last_index is None or slot > self._last_index:
             self._last_index = slot
-            lines += self._compute(
-                "grid_index", lambda: self._source.index_lines(slot, self._stopping.is_set)
-            )
+            self._compute("grid_index", lambda: self._source.index_lines(slot, self._stopping.is_set), out)
         until = now_ms - now_ms % self.sla_period_ms
         if self._last_sla is None or until > self._last_sla:
             self._last_sla = until
             since = until - self.sla_period_ms
-            lines += self._compute(
-                "grid_sla", lambda: self._source.sla_lines(since, until, self._stopping.is_set)
+            self._compute(
+                "grid_sla", lambda: self._source.sla_lines(since, until, self._stopping.is_set), out
             )
         return lines
 
@@ -98,27 +104,28 @@ class Schedule:
         return min(next_slot, next_period)
 
     @staticmethod
-    def _compute(what: str, compute: Callable[[], list[str]]) -> list[str]:
+    def _compute(what: str, lines: Callable[[], Iterable[str]], out: Callable[[list[str]], None]) -> None:
         try:
-            return compute()
+            iterator = iter(lines())
+            while chunk := list(itertools.islice(iterator, CHUNK_LINES)):
+                out(chunk)
         except Cancelled:
             log.info("%s points abandoned: stopping (the next start computes them again)", what)
-            return []
         except Exception:  # a failed round is logged and skipped; the next slot tries again
             log.exception("%s points not computed", what)
-            return []
 
     def _run(self) -> None:
         while self._ready is not None and not self._ready.wait(1.0):
             if self._stopping.is_set():
                 return
         while not self._stopping.is_set():
-            now = self._clock()
-            lines = self.due(now)
-            if lines and not self._stopping.is_set():
-                self._emit(lines)
+            self.due(self._clock(), self._emit_unless_stopping)
             wait_s = (self.next_due(self._clock()) - self._clock()) / 1000 / self._scale
             self._stopping.wait(min(max(wait_s, 0.001), MAX_SLEEP_S))
+
+    def _emit_unless_stopping(self, lines: list[str]) -> None:
+        if not self._stopping.is_set():
+            self._emit(lines)
 
     def start(self) -> None:
         self._thread.start()

@@ -125,7 +125,7 @@ def test_the_index_is_reproducible_for_a_past_at(store: EventStore, safety: Safe
     raise_event(store, hit, "S0002", "DEVICE_OFFLINE", "minor", T0)
     past = T0 + MIN
     then = index(safety, past)
-    lines = safety.index_lines(past)
+    lines = list(safety.index_lines(past))
     # everything changes afterwards: handled, closed, cleared, new events
     act(store, "W0", fire, "ack", T0 + 2 * MIN)
     act(store, "W0", fire, "resolve", T0 + 3 * MIN)
@@ -134,7 +134,7 @@ def test_the_index_is_reproducible_for_a_past_at(store: EventStore, safety: Safe
     raise_event(store, hit, "E0000", "CABLE_OVERHEAT", "major", T0 + 6 * MIN)
     assert index(safety, T0 + 10 * MIN) != then
     assert index(safety, past) == then
-    assert safety.index_lines(past) == lines
+    assert list(safety.index_lines(past)) == lines
 
 
 def test_grid_index_is_a_pure_function_of_events_and_fleet() -> None:

@@ -4,9 +4,10 @@ for a fixed time (so recomputing gives the same point)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from safety import Cancelled, Schedule, never
+from safety._schedule import CHUNK_LINES
 from tests.helpers import eventually
 
 
@@ -14,11 +15,11 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, int]] = []
 
-    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> Iterable[str]:
         self.calls.append(("index", at_ms, at_ms))
         return [f"grid_index {at_ms}"]
 
-    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+    def sla_lines(self, since_ms: int, until_ms: int, cancelled: Callable[[], bool] = never) -> Iterable[str]:
         self.calls.append(("sla", since_ms, until_ms))
         return [f"grid_sla {since_ms}"]
 
@@ -45,7 +46,7 @@ def test_slots_and_periods() -> None:
 
 def test_a_failing_round_is_skipped_not_fatal() -> None:
     class Failing(Recorder):
-        def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+        def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> Iterable[str]:
             raise RuntimeError("database is locked")
 
     schedule = Schedule(
@@ -62,7 +63,7 @@ class Slow(Recorder):
         super().__init__()
         self.started = threading.Event()
 
-    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> list[str]:
+    def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> Iterable[str]:
         self.started.set()
         while not cancelled():  # as safety.checking: the next look after the stop raises
             threading.Event().wait(0.001)
@@ -88,7 +89,29 @@ def test_the_first_round_waits_until_the_service_is_ready() -> None:
     try:
         assert not ready.wait(0.3) and source.calls == []  # nothing computed before ready
         ready.set()
-        eventually(lambda: emitted, what="the first round once ready")
+        eventually(lambda: len(emitted) >= 2, what="the first round once ready")
     finally:
         schedule.stop()
-    assert emitted[0] == [f"grid_index {DAY}", "grid_sla 0"]
+    assert emitted == [[f"grid_index {DAY}"], ["grid_sla 0"]]
+
+
+def test_a_province_round_goes_out_in_chunks_as_it_is_computed() -> None:
+    """~115,000 grids: never all their lines in memory at once, never one InfluxDB write."""
+    taken: list[int] = []
+
+    class Province(Recorder):
+        def index_lines(self, at_ms: int, cancelled: Callable[[], bool] = never) -> Iterator[str]:
+            for i in range(2 * CHUNK_LINES + 7):
+                taken.append(i)
+                yield f"grid_index,grid=G{i} {at_ms}"
+
+    emitted: list[list[str]] = []
+
+    def emit(lines: list[str]) -> None:
+        assert len(taken) <= len(emitted) * CHUNK_LINES + len(lines)  # computed as taken
+        emitted.append(lines)
+
+    schedule = Schedule(Province(), emit, lambda: 0, index_interval_ms=QUARTER, sla_period_ms=DAY)
+    assert schedule.due(QUARTER, emit) == []
+    assert [len(chunk) for chunk in emitted] == [CHUNK_LINES, CHUNK_LINES, 7, 1]  # then grid_sla
+    assert emitted[0][0] == f"grid_index,grid=G0 {QUARTER}" and emitted[3] == [f"grid_sla {-DAY}"]
