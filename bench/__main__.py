@@ -19,6 +19,7 @@ BENCHES = (
     "bench_sla.py",
     "bench_storm.py",
     "bench_restart.py",
+    "bench_scaling.py",
     "bench_hotpath.py",
     "bench_instances.py",
 )
