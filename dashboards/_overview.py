@@ -224,7 +224,8 @@ def _event_log() -> table.Panel:
         description=(
             "Every change of every event in the range, newest first (500 at most): what changed "
             "(raised, repeat, cleared, severity, escalated, acknowledged, resolved, closed, rerouted) "
-            "and, where the state changed, the new state."
+            "and, where the state changed, the new state. Plain repeats of an open event are written "
+            "at most once per event every 5 s, with the count as it stands."
         ),
     ).mappings(text_colors(SEVERITY_COLORS | STATE_COLORS))
     for column in ("severity", "state"):
