@@ -20,7 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from access import INGEST_ACCOUNT
+from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
+from devices import KIND_BY_NAME, Registry
 from firegrid._services import Influxd, Mosquitto, free_port, wait_for
 
 IDLE_S = 2.0
@@ -164,6 +165,41 @@ def open_session(broker: Mosquitto, client_id: str, topic: str = "fire/#") -> No
     time.sleep(0.3)
     client.disconnect()
     client.loop_stop()
+
+
+def publish_every_device(broker: Mosquitto, registry: Registry, rounds: int) -> int:
+    """The every-device-in-turn mix (issue 17): each device of ``registry`` publishes once, in
+    registry order, ``rounds`` times over (QoS 1, as the simulator's account): its kind's sample
+    with a fresh ``ts`` and ``seq``; patrol scans are ``ok`` by a worker of the checkpoint's grid.
+    Returns the messages published (each PUBACKed)."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-every", protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.username_pw_set(SIMULATOR_ACCOUNT, broker.passwords[SIMULATOR_ACCOUNT])
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    wait_for(client.is_connected, 10, "bench-every connected")
+    published = 0
+    now = int(time.time() * 1000) - rounds * 1000
+    try:
+        for round_ in range(rounds):
+            infos = []
+            for device in registry.devices():
+                body = dict(KIND_BY_NAME[device.kind].sample, ts=now + round_ * 1000, seq=round_ + 1)
+                if device.kind == "patrol":
+                    grid = registry.grids.get(device.grid_id)
+                    body.update(worker_id=grid.workers[0] if grid and grid.workers else "W0001", result="ok")
+                    body.pop("hazards", None)
+                topic = f"fire/{device.district}/{device.kind}/{device.device_id}"
+                infos.append(client.publish(topic, orjson.dumps(body), qos=1))
+            for info in infos:
+                info.wait_for_publish(60)
+            published += len(infos)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return published
 
 
 class _Drain:

@@ -29,7 +29,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from access import SIMULATOR_ACCOUNT
-from bench._field import IngestProcess, bare_drain, ingest_env, load_average, open_session
+from bench._field import (
+    IngestProcess,
+    bare_drain,
+    ingest_env,
+    load_average,
+    open_session,
+    publish_every_device,
+)
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto, wait_for
 from simulators import write_world
@@ -115,6 +122,13 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="each district's scale")
     parser.add_argument("--rate", type=float, default=4000, help="msg/s the simulator publishes")
     parser.add_argument("--duration", type=float, default=30, help="s the simulator publishes")
+    parser.add_argument(
+        "--mix",
+        choices=("district", "every"),
+        default="district",
+        help="district: the simulator's traffic; every: each device once in turn, --rounds times",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the every-device mix")
     args = parser.parse_args()
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="firegrid-instances-") as tmp:
@@ -138,11 +152,22 @@ def main() -> int:
             for ingest in (one, *pair):
                 make_session(ingest)
             open_session(broker, "inst-bare")
-            command = [sys.executable, "-m", "firegrid", "simulate", "run", "--registry", str(registry_dir)]
-            command += ["--url", broker.url_as(SIMULATOR_ACCOUNT), "--rate", str(args.rate), "--qos", "1"]
-            command += ["--duration", str(args.duration), "--no-progress"]
             published = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            if args.mix == "every":
+                publish_every_device(broker, registry, args.rounds)
+            else:
+                command = [
+                    sys.executable,
+                    "-m",
+                    "firegrid",
+                    "simulate",
+                    "run",
+                    "--registry",
+                    str(registry_dir),
+                ]
+                command += ["--url", broker.url_as(SIMULATOR_ACCOUNT), "--rate", str(args.rate), "--qos", "1"]
+                command += ["--duration", str(args.duration), "--no-progress"]
+                subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
             publish_s = time.perf_counter() - published
             total, bare_rate = bare_drain(broker, "inst-bare")
             load_mid = load_average()
@@ -162,6 +187,7 @@ def main() -> int:
         "devices": len(registry),
         "districts": districts,
         "halves": halves,
+        "mix": args.mix,
         "messages": total,
         "publish_s": round(publish_s, 1),
         "bare_paho_msg_s": round(bare_rate),
@@ -176,7 +202,8 @@ def main() -> int:
     }
     print(json.dumps(result, indent=2))
     print(
-        f"queued session of {total:,} messages: two instances {result['two_instances_msg_s']:,} msg/s = "
+        f"{args.mix} mix, queued session of {total:,} messages: one instance "
+        f"{result['one_to_bare']} × bare paho; two instances {result['two_instances_msg_s']:,} msg/s = "
         f"{result['two_to_one']} × one instance ({result['one_instance_msg_s']:,}); target ≥ 1.3 ×; "
         f"bare paho {result['bare_paho_msg_s']:,}; "
         f"load average {load_before} → {result['load_average_after']}; cores used (firegrid, "
