@@ -37,6 +37,7 @@ from bench._field import (
     open_session,
     publish_every_device,
 )
+from bench.bench_alert_latency import cpu_seconds
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto, wait_for
 from simulators import write_world
@@ -47,12 +48,6 @@ def make_session(ingest: IngestProcess) -> None:
     ingest.start()
     wait_for(ingest.healthy, 120, "firegrid healthy")
     ingest.stop()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from devices import KINDS
-from rules._family import Batch, Cols, Column, Family, Small, machine_columns, quiet_step
+from devices import KINDS, Reading
+from rules._family import Batch, Cols, Column, Family, Small, machine_columns, quiet_condition
 from rules._hit import Hit, num
 
 TYPE = "LOW_BATTERY"
@@ -41,25 +41,10 @@ class BatteryRules(Family):
 
     def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
         rule = self.ctx.config.low_battery
-        active, since = cols[f"{TYPE}.active"], cols[f"{TYPE}.since"]
-        for_ms = rule.for_s * 1000
-        moves: list[tuple[int, int]] = []
-        for reading, i in zip(small.readings, small.local, strict=True):
+
+        def condition(reading: Reading) -> tuple[bool, bool, bool]:
             value = getattr(reading.payload, "battery_pct", None)
             b = math.nan if value is None else float(value)
-            s = quiet_step(
-                active.item(i),
-                since.item(i),
-                reading.ts,
-                up=b < rule.limit,
-                down=b >= rule.clear,
-                valid=value is not None,
-                for_ms=for_ms,
-            )
-            if s is None:
-                return False
-            moves.append((i, s))
-        if for_ms > 0:
-            for i, s in moves:
-                since[i] = s
-        return True
+            return b < rule.limit, b >= rule.clear, value is not None
+
+        return quiet_condition(small, cols, TYPE, rule.for_s, condition)

@@ -409,6 +409,33 @@ def quiet_step(
     return None if ts - start >= for_ms else start
 
 
+def quiet_condition(
+    small: Small,
+    cols: Cols,
+    type_: str,
+    for_s: float,
+    condition: Callable[[Reading], tuple[bool, bool, bool]],
+) -> bool:
+    """:meth:`Family.process_small` of a family with one condition per reading (``condition``:
+    its up, down and valid): True when no reading raises or clears (its ``since`` moved), False,
+    changing nothing, when one would (numpy then decides)."""
+    active, since = cols[f"{type_}.active"], cols[f"{type_}.since"]
+    for_ms = for_s * 1000
+    moves: list[tuple[int, int]] = []
+    for reading, i in zip(small.readings, small.local, strict=True):
+        up, down, valid = condition(reading)
+        s = quiet_step(
+            active.item(i), since.item(i), reading.ts, up=up, down=down, valid=valid, for_ms=for_ms
+        )
+        if s is None:
+            return False
+        moves.append((i, s))
+    if for_ms > 0:
+        for i, s in moves:
+            since[i] = s
+    return True
+
+
 def step_one(
     active: bool, since: int, ts: int, *, up: bool, down: bool, valid: bool, for_ms: float
 ) -> tuple[bool, bool, bool, int]:

@@ -6,8 +6,8 @@ null (CONTRACT §4), which clears.
 
 from __future__ import annotations
 
-from devices import KINDS
-from rules._family import Batch, Cols, Column, Family, Small, machine_columns, quiet_step
+from devices import KINDS, Reading
+from rules._family import Batch, Cols, Column, Family, Small, machine_columns, quiet_condition
 from rules._hit import Hit
 
 TYPE = "DEVICE_FAULT"
@@ -38,24 +38,8 @@ class FaultRules(Family):
         )
 
     def process_small(self, small: Small, cols: Cols, out: list[Hit]) -> bool:
-        active, since = cols[f"{TYPE}.active"], cols[f"{TYPE}.since"]
-        for_ms = self.ctx.config.device_fault.for_s * 1000
-        moves: list[tuple[int, int]] = []
-        for reading, i in zip(small.readings, small.local, strict=True):
+        def condition(reading: Reading) -> tuple[bool, bool, bool]:
             fault = bool(getattr(reading.payload, "fault", None))
-            s = quiet_step(
-                active.item(i),
-                since.item(i),
-                reading.ts,
-                up=fault,
-                down=not fault,
-                valid=True,
-                for_ms=for_ms,
-            )
-            if s is None:
-                return False
-            moves.append((i, s))
-        if for_ms > 0:
-            for i, s in moves:
-                since[i] = s
-        return True
+            return fault, not fault, True
+
+        return quiet_condition(small, cols, TYPE, self.ctx.config.device_fault.for_s, condition)
