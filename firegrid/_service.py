@@ -36,16 +36,21 @@ from firegrid._hazards import Hazards
 from firegrid._http import ApiThreads, Gatekeeper, HttpServer, build_app
 from firegrid._settings import Settings
 from ingest import (
+    ALARM_LANE,
+    AlarmTopics,
     Committer,
     Inbox,
     InfluxClient,
     IngestMetrics,
+    InMessage,
+    LaneTwins,
     MqttConsumer,
     Pipeline,
     ReadingSink,
     RejectedLine,
     Spool,
     Store,
+    alarm_subscriptions,
     encode_line,
     series_key,
 )
@@ -145,6 +150,11 @@ class IngestService:
             ca_file=settings.mqtt_ca,
             clock_ms=self.now_ms,
         )
+        alarm_kinds = settings.alarm_kind_list
+        self.alarm_consumer = self._alarm_lane(settings, topics, alarm_kinds) if alarm_kinds else None
+        """The alarm lane (FIREGRID_ALARM_KINDS): a session of the alarm kinds' topics only, so
+        that alarms never queue behind readings (ingest/_lanes.py); None when off."""
+        self._consumers = [c for c in (self.alarm_consumer, self.consumer) if c is not None]
         device_rate = settings.device_rate_limit
         self.hazards = Hazards(
             self.registry,
@@ -168,8 +178,9 @@ class IngestService:
             sinks=[self.hazards, *sinks],
             device_rate=device_rate,
             clock_ms=self.now_ms,
+            twins=LaneTwins(AlarmTopics(topics, alarm_kinds, self.districts)) if alarm_kinds else None,
         )
-        self.committer = Committer(self.store, self.consumer.ack, self._on_fatal)
+        self.committer = Committer(self.store, self._ack, self._on_fatal)
         # CONTRACT §12: /sla and /index from the event store's file; grid_index/grid_sla points
         self.safety = Safety(
             self.hazards.events.path, lambda: self.registry, settings.index_weights, clock=self.now_ms
@@ -196,6 +207,25 @@ class IngestService:
         self._worker = threading.Thread(target=self._run_pipeline, name="pipeline")
         self._last_stats = float("-inf")
 
+    def _alarm_lane(self, settings: Settings, topics: Topics, kinds: tuple[str, ...]) -> MqttConsumer:
+        consumer = MqttConsumer(
+            settings.mqtt_url,
+            f"{settings.mqtt_client_id}-alarms",
+            alarm_subscriptions(topics, kinds, self.districts),
+            self.inbox,
+            on_fatal=self._on_fatal,
+            on_overload_drop=self.metrics.overload_dropped.inc,
+            ca_file=settings.mqtt_ca,
+            clock_ms=self.now_ms,
+            lane=ALARM_LANE,
+        )
+        consumer.on_connection_change = lambda up: self.metrics.alarm_lane_connected.set(1 if up else 0)
+        return consumer
+
+    def _ack(self, messages: Sequence[InMessage]) -> None:
+        for consumer in self._consumers:  # each acks its own lane's messages
+            consumer.ack(messages)
+
     def _influx_client(self) -> InfluxClient:
         s = self.settings
         return InfluxClient(
@@ -212,12 +242,15 @@ class IngestService:
     def health(self) -> tuple[int, dict[str, object]]:
         mqtt_up = self.consumer.connected
         influx_up = self.store.influx_up
+        alarm_lane_up = self.alarm_consumer is None or self.alarm_consumer.connected
         body: dict[str, object] = {
-            "status": "ok" if mqtt_up and influx_up else "degraded",
+            "status": "ok" if mqtt_up and influx_up and alarm_lane_up else "degraded",
             "mqtt": "connected" if mqtt_up else "disconnected",
             "influx": "ok" if influx_up else "unavailable",
             "spool_depth": self.store.spool_depth,
         }
+        if self.alarm_consumer is not None:  # alarms still arrive on the readings lane without it
+            body["alarm_lane"] = "connected" if alarm_lane_up else "disconnected"
         if self.districts:  # several instances: which one this is
             body["districts"] = list(self.districts)
         if not self._subscribed.is_set():
@@ -340,7 +373,8 @@ class IngestService:
         self.safety_points.start()
         self.http.start()
         self._worker.start()
-        self.consumer.start()
+        for consumer in self._consumers:
+            consumer.start()
 
     def stop(self) -> None:
         """Clean stop: process and ack what was received, then disconnect (the session stays)."""
@@ -355,7 +389,8 @@ class IngestService:
             self.committer.submit(lines, ())
         self.safety_points.stop()
         self.committer.close()  # everything processed is durable and acked
-        self.consumer.stop()
+        for consumer in self._consumers:
+            consumer.stop()
         with contextlib.suppress(StoreStoppingError):  # no room: the broker redelivers them
             for batch in iter(lambda: self.inbox.take(self.settings.batch_max, timeout=0), []):
                 # arrived during the disconnect: made durable, not acked (the broker redelivers it)

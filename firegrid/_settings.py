@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from devices import SettingsError, is_identifier
+from devices import KIND_BY_NAME, SettingsError, is_identifier
 from firegrid._clock import Clock
 from firegrid._districts import districts_suffix, parse_districts
 from ingest import BrokerAddress, DeviceRate
@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     instance: str | None = None
     """Tag of this process's ``ingest_stats`` points; unset: ``ingest-1``, or with ``districts``
     ``ingest-`` and the districts' suffix."""
+    alarm_kinds: str = "smoke"
+    """Device kinds whose messages take the alarm lane (comma-separated; empty: no alarm lane):
+    a second session of their topics only, served before the readings (ingest/_lanes.py)."""
     batch_max: int = Field(default=5000, ge=1, le=100_000)
     influx_timeout_s: float = Field(default=5.0, gt=0, le=120)
     stats_interval_s: float = Field(default=10.0, gt=0)
@@ -155,6 +158,19 @@ class Settings(BaseSettings):
     def district_list(self) -> tuple[str, ...]:
         """The districts this instance owns, sorted; empty: all of the registry's."""
         return parse_districts(self.districts)
+
+    @property
+    def alarm_kind_list(self) -> tuple[str, ...]:
+        """The kinds of the alarm lane, sorted; empty: no alarm lane."""
+        return tuple(sorted({part.strip() for part in self.alarm_kinds.split(",") if part.strip()}))
+
+    @field_validator("alarm_kinds")
+    @classmethod
+    def _alarm_kinds(cls, value: str) -> str:
+        unknown = sorted({part.strip() for part in value.split(",") if part.strip()} - set(KIND_BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown kind {', '.join(unknown)} (known: {', '.join(KIND_BY_NAME)})")
+        return value
 
     @property
     def mqtt_client_id(self) -> str:

@@ -11,11 +11,12 @@ from devices import (
     series_key,
 )
 from ingest._committer import Committer
-from ingest._consumer import BrokerAddress, Inbox, MqttConsumer
+from ingest._consumer import BrokerAddress, MqttConsumer
 from ingest._decode import Decoded, Decoder, Reject, RejectReason
 from ingest._dedup import SeqDeduplicator
 from ingest._encode import PointEncoder
 from ingest._influx import InfluxClient, RejectedLine
+from ingest._lanes import ALARM_LANE, READINGS_LANE, AlarmTopics, Inbox, LaneTwins, alarm_subscriptions
 from ingest._metrics import IngestMetrics
 from ingest._pipeline import InMessage, Pipeline, ReadingSink
 from ingest._ratelimit import DeviceRate, RateLimiter
@@ -23,6 +24,9 @@ from ingest._spool import Spool
 from ingest._store import Store
 
 __all__ = [
+    "ALARM_LANE",
+    "READINGS_LANE",
+    "AlarmTopics",
     "BrokerAddress",
     "Committer",
     "Decoded",
@@ -32,6 +36,7 @@ __all__ = [
     "Inbox",
     "InfluxClient",
     "IngestMetrics",
+    "LaneTwins",
     "MqttConsumer",
     "Pipeline",
     "PointEncoder",
@@ -43,6 +48,7 @@ __all__ = [
     "SeqDeduplicator",
     "Spool",
     "Store",
+    "alarm_subscriptions",
     "encode_fields",
     "encode_line",
     "encode_trusted_fields",

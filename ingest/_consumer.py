@@ -18,8 +18,6 @@ import os
 import socket
 import ssl
 import struct
-import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices import MqttError, SettingsError
+from ingest._lanes import READINGS_LANE, Inbox
 from ingest._pipeline import InMessage, wall_ms
 
 log = logging.getLogger(__name__)
@@ -135,35 +134,6 @@ class BrokerAddress:
         return f"{self.host}:{self.port}"
 
 
-class Inbox:
-    """Messages from the network thread to the pipeline thread."""
-
-    def __init__(self) -> None:
-        self._queue: deque[InMessage] = deque()
-        self._ready = threading.Event()
-
-    def put(self, message: InMessage) -> None:
-        self._queue.append(message)
-        if not self._ready.is_set():
-            self._ready.set()
-
-    def __len__(self) -> int:
-        return len(self._queue)
-
-    def take(self, max_messages: int, timeout: float) -> list[InMessage]:
-        if not self._queue:
-            self._ready.wait(timeout)
-        self._ready.clear()
-        queue = self._queue
-        batch = [queue.popleft() for _ in range(min(max_messages, len(queue)))]
-        if queue:
-            self._ready.set()
-        return batch
-
-    def wake(self) -> None:
-        self._ready.set()
-
-
 class MqttConsumer:
     def __init__(
         self,
@@ -177,11 +147,13 @@ class MqttConsumer:
         extra_handlers: dict[str, Callable[[mqtt.MQTTMessage], None]] | None = None,
         ca_file: str | os.PathLike[str] | None = None,
         clock_ms: Callable[[], int] = wall_ms,
+        lane: int = READINGS_LANE,
     ) -> None:
         """``ca_file``: the CA (PEM) that an ``mqtts://`` broker's certificate must chain to;
         None: the system's trust store. Host names are always checked. ``clock_ms``: the service
-        clock, each message's ``received_ms``."""
+        clock, each message's ``received_ms``. ``lane``: the inbox lane its messages go to."""
         self._clock_ms = clock_ms
+        self.lane = lane
         self.address = BrokerAddress.parse(url)
         self.ca_file = ca_file
         self.inbox = inbox
@@ -255,9 +227,12 @@ class MqttConsumer:
         self.client.loop_stop()
 
     def ack(self, messages: Sequence[InMessage]) -> None:
-        """Acknowledge ``messages`` (in arrival order) of the current connection."""
-        generation = self.generation
-        self.client.ack_many([m.mid for m in messages if m.qos == 1 and m.generation == generation])
+        """Acknowledge those of ``messages`` (in arrival order) that came on this consumer's
+        lane and current connection."""
+        generation, lane = self.generation, self.lane
+        self.client.ack_many(
+            [m.mid for m in messages if m.qos == 1 and m.generation == generation and m.lane == lane]
+        )
 
     # -- paho callbacks (network thread) -----------------------------------------------------
 
@@ -332,6 +307,7 @@ class MqttConsumer:
                 bytes(message.payload),
                 self._clock_ms(),
                 self.generation,
+                self.lane,
             )
         )
 

@@ -26,6 +26,11 @@ class IngestMetrics:
             'in firegrid_rejects{reason="rate_limited"}',
             registry=r,
         )
+        self.lane_twins = Counter(
+            "firegrid_lane_twins",
+            "Second copies of alarm-kind messages, which reach both lanes (acknowledged unprocessed)",
+            registry=r,
+        )
         self.spooled = Counter("firegrid_points_spooled", "Points committed to the local spool", registry=r)
         self.overload_dropped = Counter(
             "firegrid_qos0_dropped", "QoS 0 messages dropped under overload", registry=r
@@ -54,6 +59,11 @@ class IngestMetrics:
             "firegrid_lost_messages", "Messages missing from devices' seq sequences", registry=r
         )
         self.mqtt_connected = Gauge("firegrid_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.alarm_lane_connected = Gauge(
+            "firegrid_alarm_lane_connected",
+            "1 while the alarm lane's session is connected (FIREGRID_ALARM_KINDS; 0 when off)",
+            registry=r,
+        )
         self.influx_up = Gauge("firegrid_influx_up", "1 while InfluxDB accepts writes", registry=r)
         self.write_latency = Histogram(
             "firegrid_write_latency_seconds",

@@ -8,7 +8,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from devices import Reading, Registry
 from ingest._decode import Decoded, Decoder, RejectReason
@@ -17,6 +17,9 @@ from ingest._encode import PointEncoder
 from ingest._influx import RejectedLine
 from ingest._metrics import IngestMetrics
 from ingest._ratelimit import DeviceRate, RateLimiter
+
+if TYPE_CHECKING:
+    from ingest._lanes import LaneTwins
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class InMessage:
     received_ms: int
     generation: int
     """The MQTT connection the message arrived on; acks for older connections are void."""
+    lane: int = 0
+    """The session it came on: 0 the readings lane, 1 the alarm lane (``ingest/_lanes.py``)."""
 
 
 class ReadingSink(Protocol):
@@ -68,9 +73,12 @@ class Pipeline:
         sinks: Sequence[ReadingSink] = (),
         clock_ms: Callable[[], int] = wall_ms,
         device_rate: DeviceRate | None = None,
+        twins: LaneTwins | None = None,
     ) -> None:
         """``device_rate``: the per-device rate limit (CONTRACT §10); None: no limit. ``clock_ms``:
-        the service clock (epoch ms), the ``now_ms`` the sinks get."""
+        the service clock (epoch ms), the ``now_ms`` the sinks get. ``twins``: with an alarm
+        lane, what recognises the second copy of a message that reached both lanes."""
+        self._twins = twins
         self._metrics = metrics
         self._sinks = list(sinks)
         self._clock_ms = clock_ms
@@ -98,6 +106,10 @@ class Pipeline:
 
         The messages may be acknowledged once these lines are durable (see :class:`Committer`).
         """
+        if self._twins is not None:
+            messages = self._first_copies(messages, self._twins)
+            if not messages:
+                return []  # second copies only: nothing to store, only acks
         decoded = Decoded()
         decode = self._decoder.decode
         for message in messages:
@@ -143,6 +155,13 @@ class Pipeline:
         if self.limiter is not None and messages:  # minutes before this batch's newest message
             self._closed_minutes(messages[-1].received_ms, lines, final=False)
         return lines
+
+    def _first_copies(self, messages: Sequence[InMessage], twins: LaneTwins) -> Sequence[InMessage]:
+        before = twins.twins
+        messages = twins.first_copies(messages)
+        if twins.twins != before:
+            self._metrics.lane_twins.inc(twins.twins - before)
+        return messages
 
     def rate_limited_lines(self, *, final: bool = False) -> list[str]:
         """The ``rate_limited`` rejects of the device-minutes over by the clock (``final``: of

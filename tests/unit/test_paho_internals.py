@@ -15,7 +15,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from ingest import _consumer
-from ingest._consumer import Inbox, MqttConsumer, _BurstClient
+from ingest._consumer import MqttConsumer, _BurstClient
+from ingest._lanes import Inbox
 
 # name → the parameter names (after self) _BurstClient relies on
 PRIVATE_METHODS = {

@@ -1,0 +1,70 @@
+"""The alarm lane (issue 17, ingest/_lanes.py): a smoke alarm queued behind a backlog of readings
+is alerted before the backlog is processed, and stored exactly once though both lanes carry it."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import orjson
+
+from access import SIMULATOR_ACCOUNT
+from firegrid._services import Influxd, Mosquitto
+from tests.faults import metric
+from tests.helpers import eventually, influx_query
+from tests.integration.conftest import IngestProcess
+from tests.mqtt import TestClient
+
+BACKLOG_SEQS = 10_000
+DEVICES = ("W0000", "W0001", "W0002")
+
+
+def _backlog(prefix: str, base_ms: int) -> list[tuple[str, bytes]]:
+    return [
+        (
+            f"{prefix}fire/D01/water/{device}",
+            orjson.dumps({"seq": seq, "ts": base_ms + seq * 10, "pressure_mpa": 0.3, "level_m": float(seq)}),
+        )
+        for seq in range(BACKLOG_SEQS)
+        for device in DEVICES
+    ]
+
+
+def _count(influx: Influxd, db: str, query: str) -> int:
+    try:
+        rows = influx_query(influx.url, db, query)
+    except Exception:
+        return -1
+    return int(rows[0]["count"]) if rows else 0
+
+
+def test_an_alarm_queued_behind_a_backlog_is_alerted_first_and_stored_once(
+    ingest: IngestProcess, broker: Mosquitto, influx: Influxd, influx_db: str, topic_prefix: str
+) -> None:
+    health = ingest.health()
+    assert health is not None and health["alarm_lane"] == "connected"
+    assert ingest.stop(signal.SIGTERM) == 0  # both sessions stay and queue
+    watcher = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
+    watcher.subscribe(f"{topic_prefix}alerts/#")
+    backlog = _backlog(topic_prefix, int(time.time() * 1000) - 600_000)
+    watcher.publish_many(backlog)
+    alarm = {"seq": 1, "ts": int(time.time() * 1000), "alarm": True, "obscuration_db_m": 0.4}
+    watcher.publish(f"{topic_prefix}fire/D01/smoke/S0000", alarm)  # the last message queued
+
+    ingest.start(wait=False)
+
+    def fire_alarm() -> bool:
+        return any(orjson.loads(payload).get("type") == "FIRE_ALARM" for _, payload in list(watcher.messages))
+
+    eventually(fire_alarm, timeout=60, what="the FIRE_ALARM alert")
+    received = metric(ingest, "firegrid_messages_received_total")
+    assert received < len(backlog), f"the alarm waited for the backlog: {received:.0f} messages before it"
+
+    water = "SELECT count(level_m) FROM water WHERE device =~ /^W000[0-2]$/"
+    eventually(
+        lambda: _count(influx, influx_db, water) == len(backlog), timeout=120, what="the backlog written"
+    )
+    eventually(lambda: metric(ingest, "firegrid_lane_twins_total") == 1, timeout=30, what="the alarm's twin")
+    assert _count(influx, influx_db, "SELECT count(obscuration_db_m) FROM smoke") == 1
+    assert metric(ingest, "firegrid_duplicates_total") == 0
+    watcher.close()
