@@ -43,6 +43,30 @@ def quote_string(value: str) -> str:
     return '"' + value.translate(_STRING) + '"'
 
 
+FLOAT_TEXTS_MAX = 1 << 14
+"""Entries of :data:`FLOAT_TEXT` (~2 MB at most); it is emptied when full."""
+
+
+class _FloatTexts(dict[float, str]):
+    """``repr(float(x))`` by value, each distinct value formatted once: readings repeat a small
+    set of values (a sensor's resolution), and ``repr`` of a float (~150 ns) was most of the
+    cost of a reading's fields (issue 17). Zero is never stored: ``0.0 == -0.0`` as a key, but
+    their texts differ."""
+
+    def __missing__(self, value: float) -> str:
+        text = repr(float(value))
+        if value:
+            if len(self) >= FLOAT_TEXTS_MAX:
+                self.clear()
+            self[value] = text
+        return text
+
+
+FLOAT_TEXT: Mapping[float, str] = _FloatTexts()
+"""``FLOAT_TEXT[x]`` is ``repr(float(x))`` for an int or a float (the line protocol of a number
+field); shared by every thread (a dict's operations are atomic)."""
+
+
 def format_value(value: FieldValue) -> str:
     if value is True:
         return "true"

@@ -7,9 +7,10 @@ from typing import Annotated, ClassVar
 from pydantic import Field
 
 from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, fault_field, put
+from devices._lineproto import FLOAT_TEXT
 
 _TEMP_KEYS = tuple(f"temp_c_{i}" for i in range(1, 9))
-_TEMP_KEYS_EQ = tuple(f"{key}=" for key in _TEMP_KEYS)
+_TEMP_KEYS_EQ = tuple(f",{key}=" for key in _TEMP_KEYS)
 Channels = Annotated[list[Finite], Field(min_length=1, max_length=8)]
 
 
@@ -40,17 +41,17 @@ class ElectricalPayload(Payload):
         return fields
 
     def influx_fields_text(self) -> str:
-        text = f"residual_ma={float(self.residual_ma)!r}"
+        text = "residual_ma=" + FLOAT_TEXT[self.residual_ma]
         temps = self.temp_c
         if temps:
-            parts = [text, f"temp_c_max={float(max(temps))!r}"]
-            parts += [key + repr(float(value)) for key, value in zip(_TEMP_KEYS_EQ, temps, strict=False)]
-            text = ",".join(parts)
+            text += ",temp_c_max=" + FLOAT_TEXT[max(temps)]
+            text += "".join([key + FLOAT_TEXT[t] for key, t in zip(_TEMP_KEYS_EQ, temps, strict=False)])
         current = self.current_a
         if current:
-            text += f",current_a_max={float(max(current))!r}"
-        if self.arc_count is not None:
-            text += f",arc_count={float(self.arc_count)!r}"
+            text += ",current_a_max=" + FLOAT_TEXT[max(current)]
+        arcs = self.arc_count
+        if arcs is not None:
+            text += ",arc_count=" + (FLOAT_TEXT[arcs] if arcs else "0.0")  # an int: no -0.0
         return text + fault_field(self.fault)
 
 

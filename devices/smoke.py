@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, fault_field, put
+from devices._lineproto import FLOAT_TEXT
 
 
 class SmokePayload(Payload):
@@ -29,11 +30,11 @@ class SmokePayload(Payload):
     def influx_fields_text(self) -> str:
         text = "alarm=true" if self.alarm else "alarm=false"
         if self.obscuration_db_m is not None:
-            text += f",obscuration_db_m={float(self.obscuration_db_m)!r}"
+            text += ",obscuration_db_m=" + FLOAT_TEXT[self.obscuration_db_m]
         if self.battery_pct is not None:
-            text += f",battery_pct={float(self.battery_pct)!r}"
+            text += ",battery_pct=" + FLOAT_TEXT[self.battery_pct]
         if self.rssi_dbm is not None:
-            text += f",rssi_dbm={float(self.rssi_dbm)!r}"
+            text += ",rssi_dbm=" + FLOAT_TEXT[self.rssi_dbm]
         if self.tamper is not None:
             text += ",tamper=true" if self.tamper else ",tamper=false"
         return text + fault_field(self.fault)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from devices._kind import Fault, FieldValue, Finite, KindSpec, Payload, Percent, fault_field, put
+from devices._lineproto import FLOAT_TEXT
 
 
 class WaterPayload(Payload):
@@ -23,11 +24,11 @@ class WaterPayload(Payload):
         return fields
 
     def influx_fields_text(self) -> str:
-        text = f"pressure_mpa={float(self.pressure_mpa)!r}"
+        text = "pressure_mpa=" + FLOAT_TEXT[self.pressure_mpa]
         if self.level_m is not None:
-            text += f",level_m={float(self.level_m)!r}"
+            text += ",level_m=" + FLOAT_TEXT[self.level_m]
         if self.battery_pct is not None:
-            text += f",battery_pct={float(self.battery_pct)!r}"
+            text += ",battery_pct=" + FLOAT_TEXT[self.battery_pct]
         return text + fault_field(self.fault)
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices import KINDS, ElectricalPayload, Payload, SmokePayload, WaterPayload, encode_trusted_fields
+from devices._lineproto import FLOAT_TEXT, FLOAT_TEXTS_MAX
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers(-(2**53), 2**53)
 percent = st.floats(0, 100) | st.integers(0, 100)
@@ -84,3 +85,18 @@ def test_tags_flag_matches_tags() -> None:
     for spec in KINDS:
         payload = spec.payload.model_validate(spec.sample)
         assert spec.payload.has_influx_tags == bool(payload.influx_tags())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(finite | st.sampled_from([0, 0.0, -0.0, 1, 1.0, 2**53 + 1, 2.0**53]), max_size=20))
+def test_float_text_is_repr(values: list[float]) -> None:
+    """The cache of number texts says repr(float(x)) whatever was looked up before (0.0 and
+    -0.0 are equal keys with different texts; an int equals a float of the same value)."""
+    for value in values + values:
+        assert FLOAT_TEXT[value] == repr(float(value))
+
+
+def test_float_text_is_bounded() -> None:
+    for i in range(FLOAT_TEXTS_MAX + 10):
+        assert FLOAT_TEXT[i + 0.5] == repr(i + 0.5)
+    assert len(FLOAT_TEXT) <= FLOAT_TEXTS_MAX
