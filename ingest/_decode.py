@@ -183,7 +183,9 @@ class Decoder:
         except ValidationError as exc:
             items = self._invalid(entry.spec, payload, exc, out, topic, received_ms)
         else:
-            if b"NaN" in payload or b"Infinity" in payload:  # perhaps in an ignored field: not JSON either
+            # perhaps in an ignored field: not JSON either. A payload without an upper-case letter
+            # (islower: one scan, a quarter of the cost of the two searches) holds neither.
+            if not payload.islower() and (b"NaN" in payload or b"Infinity" in payload):
                 try:
                     from_json(payload, allow_inf_nan=False)  # validate_json's parser, made strict
                 except ValueError as json_error:
