@@ -56,6 +56,10 @@ class ElectricalRules(Family):
     extract = staticmethod(extract)
     types = ("RESIDUAL_CURRENT_HIGH", "CABLE_OVERHEAT", "TEMP_RISE_FAST")
 
+    quiet_rise: bool = True
+    """Skip TEMP_RISE_FAST's fit in a batch where no device can raise or clear it (False:
+    always fit; the equivalence test's reference)."""
+
     residual_limit: Floats
     residual_clear: Floats
     temp_limit: Floats
@@ -293,13 +297,19 @@ class ElectricalRules(Family):
         ring_ts[local, head] = ts
         ring_temp[local, head] = value
         points[rows, head] = ts
-        temps = ring_temp[local]
 
         age = points - ts[:, None]  # ms before this reading (empty entries: hugely negative)
         inside = (age >= -window) & (age <= 0)
+        count = inside.sum(axis=1)
+        if (
+            self.quiet_rise
+            and not (count >= rule.min_readings).any()
+            and not cols["TEMP_RISE_FAST.active"][local].any()
+        ):
+            return  # none can raise (too few points) or clear (none raised): the usual batch
         x = np.where(inside, age, 0) * (1 / 60000.0)  # minutes; this reading itself is at 0
-        y = np.where(inside, temps, 0.0)
-        n = inside.sum(axis=1).astype(np.float64)
+        y = np.where(inside, ring_temp[local], 0.0)
+        n = count.astype(np.float64)
         sx, sy = x.sum(axis=1), y.sum(axis=1)
         sxx, sxy = np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", x, y)
         den = n * sxx - sx * sx

@@ -2,10 +2,10 @@
 
 Random runs (hypothesis) of batches and timer ticks go through three engines on one registry:
 
-- ``vector``: ``small_batch = 0`` and patrol's ``vector_from = 0``, every batch through numpy,
-  patrol scans vectorised whenever a batch scans each checkpoint once: for every family but
-  patrol this is the code as it was before the small path existed, and the patrol loop it
-  replaced is the small path's;
+- ``vector``: ``small_batch = 0``, patrol's ``vector_from = 0`` and electrical's ``quiet_rise``
+  off, every batch through numpy, patrol scans vectorised whenever a batch scans each checkpoint
+  once and TEMP_RISE_FAST fitted in every batch: for every family but patrol this is the code as
+  it was before the small path existed, and the patrol loop it replaced is the small path's;
 - ``small``: every batch of distinct devices through ``process_small`` (plain Python, falling
   back to numpy per family when something may raise or clear), patrol scan by scan;
 - ``default``: the thresholds as shipped (mixed batches: kinds with few readings take the
@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from devices import ElectricalPayload, PatrolPayload, Reading, Registry, SmokePayload, WaterPayload
 from rules import Hit, RuleEngine, RulesConfig
+from rules._electrical import ElectricalRules
 from rules._patrol import PatrolRules
 from tests.unit.rules.conftest import T0, registry_dir
 
@@ -158,6 +159,8 @@ def _engines(registry: Registry, config: RulesConfig) -> dict[str, RuleEngine]:
     for family in engines["vector"]._families:
         if isinstance(family, PatrolRules):
             family.vector_from = 0  # every batch of distinct checkpoints vectorised
+        if isinstance(family, ElectricalRules):
+            family.quiet_rise = False  # TEMP_RISE_FAST fitted in every batch
     return engines
 
 
@@ -254,3 +257,24 @@ def test_long_ramps_raise_and_clear_temp_rise_alike(
         assert results["small"] == results["vector"]
         assert results["default"] == results["vector"]
     _same_state(engines, readings[-1].ts)
+
+
+def test_temp_rise_clears_on_few_points(registry: Registry) -> None:
+    """A raised TEMP_RISE_FAST clears on a fit of fewer points than it takes to raise (its device
+    was silent for a while), however the batch is taken: none skips the fit while a device of it
+    is raised."""
+    engines = _engines(registry, RulesConfig())
+    slot = registry.slot_of["E0002"]
+
+    def reading(ts: int, temp: float) -> Reading:
+        return Reading(slot, "E0002", ts, ElectricalPayload(residual_ma=1.0, temp_c=[temp]))
+
+    seen: list[tuple[str, str]] = []
+    ramp = [reading(T0 + k * 10_000, 20.0 + 2.0 * k) for k in range(7)]  # 12 °C/min for 60 s
+    for batch in [ramp[:4], ramp[4:], [reading(T0 + 175_000, 25.0)]]:  # then 2 points in 120 s
+        results = {name: engine.process(batch, batch[-1].ts) for name, engine in engines.items()}
+        assert results["small"] == results["vector"]
+        assert results["default"] == results["vector"]
+        seen += [(h.type, h.state) for h in results["vector"]]
+    assert seen == [("TEMP_RISE_FAST", "raise"), ("TEMP_RISE_FAST", "clear")]
+    _same_state(engines, T0 + 175_000)
