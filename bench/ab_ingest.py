@@ -1,101 +1,127 @@
-"""Before/after of ingest's own share of the hot path (issue 17), in one process.
+"""Before/after of the in-process hot path (issue 17), in one process.
 
 On a machine shared with other work, two benchmark processes run a minute apart see different
-loads; here the same batches go through the pipeline of a git revision (``--rev``: its
-``ingest/_decode.py``, ``_encode.py`` and ``_pipeline.py``, loaded beside today's) and through
-today's, alternately batch by batch, so that both see the same load. No sinks (decode, validate,
-dedup, encode and the pipeline's bookkeeping: what those three files do), or with ``--rules``
-each pipeline with its own Hazards sink (rules engine and event store of today's tree, as in
-bench_hotpath: the whole per-batch path); the workloads are bench_hotpath's.
+loads; here the same batches go through the pipeline of a git revision (``--rev``) and through
+the working tree's (or a second revision's, ``--new``), alternately batch by batch, so that both
+see the same load. Each side is its revision's whole tree (``git archive`` into a scratch dir):
+every package of ours imported under its own modules beside today's (``devices``, ``ingest``,
+``rules``, ``alerts``, ... of that revision, so a change to a payload model, the encoder or a
+rule family counts as much as one to the pipeline), with its own registry loaded from the same
+files. No sinks (decode, validate, dedup, encode and the pipeline's bookkeeping: ingest's share),
+or with ``--rules`` each pipeline with its own revision's Hazards sink (rules engine and event
+store, as in bench_hotpath: the whole per-batch path); the workloads are bench_hotpath's.
 
-    .venv/bin/python bench/ab_ingest.py --rev 4d9026a [--rounds 5] [--only district,single] [--rules]
+    .venv/bin/python bench/ab_ingest.py --rev 6812366 [--new HEAD] [--rounds 5] [--only district] [--rules]
+
+(Before 2026-12-03 ~19:00 UTC this loaded only the old ``ingest/_decode.py``, ``_encode.py`` and
+``_pipeline.py`` beside today's tree; the figures in RESULTS.md say which.)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
+import importlib
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_hotpath import Service, Workload, build, workloads
-from devices import Registry
-from ingest import IngestMetrics, Pipeline
+from bench.bench_hotpath import T0, Silent, Workload, workloads
 from simulators import write_world
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("devices", "ingest", "rules", "alerts", "access", "firegrid", "safety", "simulators")
+"""Our packages that a side's modules import (directly or not), swapped as a whole."""
+NEEDED = ("devices", "ingest", "rules", "firegrid._clock", "firegrid._hazards")
 
 
-def old_pipeline_class(rev: str, scratch: Path) -> Any:
-    """``Pipeline`` of ``rev``, wired to that revision's decoder and encoder."""
-    modules: dict[str, ModuleType] = {}
-    for name in ("_decode", "_encode", "_pipeline"):
-        source = subprocess.run(
-            ["git", "show", f"{rev}:ingest/{name}.py"], cwd=ROOT, check=True, capture_output=True, text=True
-        ).stdout
-        path = scratch / f"old{name}.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location(f"old{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        if name == "_pipeline":  # it imported today's decoder and encoder: the old ones instead
-            for attr in ("Decoder", "Decoded", "RejectReason"):
-                setattr(module, attr, getattr(modules["_decode"], attr))
-            setattr(module, "PointEncoder", modules["_encode"].PointEncoder)  # noqa: B010
-        modules[name] = module
-    return modules["_pipeline"].Pipeline
+def _ours(name: str) -> bool:
+    return name.split(".", maxsplit=1)[0] in PACKAGES
 
 
-def compare(
-    registry: Registry, workload: Workload, old_class: Any, rounds: int, root: Path, rules: bool
-) -> tuple[list[float], list[float]]:
-    """µs per message of the old and the new pipeline, each round on fresh pipelines (and sinks)."""
-    olds: list[float] = []
-    news: list[float] = []
+def load_tree(rev: str | None, scratch: Path) -> dict[str, ModuleType]:
+    """The modules of :data:`NEEDED` from ``rev``'s tree (None: the working tree, as imported),
+    each side's imports bound to its own copies; ``sys.modules`` is left as it was."""
+    if rev is None:
+        return {name: importlib.import_module(name) for name in NEEDED}
+    tree = Path(tempfile.mkdtemp(prefix=f"tree-{rev}-", dir=scratch))
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    today = {name: module for name, module in sys.modules.items() if _ours(name)}
+    for name in today:
+        del sys.modules[name]
+    sys.path.insert(0, str(tree))
+    importlib.invalidate_caches()
+    try:
+        return {name: importlib.import_module(name) for name in NEEDED}
+    finally:
+        sys.path.remove(str(tree))
+        for name in [name for name in sys.modules if _ours(name)]:
+            del sys.modules[name]
+        sys.modules.update(today)
+
+
+@dataclass
+class Side:
+    """One revision's pipeline (and Hazards sink) on its own registry."""
+
+    modules: dict[str, ModuleType]
+    registry: Any
+
+    def build(self, data_dir: Path, rules: bool, clock_ms: Any) -> tuple[Any, Any]:
+        """(pipeline, hazards or None), as bench_hotpath's ``build`` makes them."""
+        m = self.modules
+        hazards = None
+        sinks = []
+        if rules:
+            clock = m["firegrid._clock"].Clock(1.0, time.time_ns() // 1_000_000, T0)
+            config = m["rules"].RulesConfig()
+            hazards = m["firegrid._hazards"].Hazards(self.registry, config, data_dir, Silent(), clock=clock)
+            hazards.on_connection_change(True)
+            sinks = [hazards]
+        ingest = m["ingest"]
+        pipeline = ingest.Pipeline(self.registry, ingest.IngestMetrics(), sinks=sinks, clock_ms=clock_ms)
+        return pipeline, hazards
+
+
+def compare(workload: Workload, sides: list[Side], rounds: int, root: Path, rules: bool) -> list[list[float]]:
+    """µs per message of each side, each round on fresh pipelines (and sinks)."""
+    spent_us: list[list[float]] = [[] for _ in sides]
     now = [0]
 
     def clock() -> int:  # the service clock: the receipt of the batch being processed
         return now[0]
 
     for _ in range(rounds):
-        services: list[Service] = []
-        for cls in (old_class, Pipeline):
-            data = Path(tempfile.mkdtemp(dir=root))
-            service = build(registry, data, rules)
-            sinks = [service.hazards] if rules else []
-            service.pipeline = cls(registry, IngestMetrics(), sinks=sinks, clock_ms=clock)
-            services.append(service)
-        pipelines = [s.pipeline for s in services]
+        built = [side.build(Path(tempfile.mkdtemp(dir=root)), rules, clock) for side in sides]
+        pipelines = [pipeline for pipeline, _ in built]
         for batch in workload.warm:
             now[0] = batch[-1].received_ms
             for p in pipelines:
                 p.process(batch)
-        spent = [0.0, 0.0]
+        spent = [0.0] * len(sides)
         gc.collect()
         for n, batch in enumerate(workload.timed):
             now[0] = batch[-1].received_ms
-            order = (0, 1) if n % 2 == 0 else (1, 0)
+            order = range(len(sides)) if n % 2 == 0 else reversed(range(len(sides)))
             for i in order:
                 start = time.perf_counter()
                 pipelines[i].process(batch)
                 spent[i] += time.perf_counter() - start
-        for service in services:
-            service.hazards.close()
-        messages = workload.messages
-        olds.append(spent[0] / messages * 1e6)
-        news.append(spent[1] / messages * 1e6)
-    return olds, news
+        for _, hazards in built:
+            if hazards is not None:
+                hazards.close()
+        for i, seconds in enumerate(spent):
+            spent_us[i].append(seconds / workload.messages * 1e6)
+    return spent_us
 
 
 def main() -> int:
@@ -103,23 +129,26 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rev", required=True, help="the git revision to compare against")
+    parser.add_argument("--new", help="the revision to compare (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="district,every,storm,single,single-hit")
     parser.add_argument("--rules", action="store_true", help="each pipeline with a Hazards sink")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
         root = Path(tmp)
-        old_class = old_pipeline_class(args.rev, root)
         write_world(root / "registry", scale=1, seed=1)
-        registry = Registry.load(root / "registry")
-        loads = workloads(registry, 10.0, set(args.only.split(",")))
+        sides = []
+        for rev in (args.rev, args.new):
+            modules = load_tree(rev, root)
+            sides.append(Side(modules, modules["devices"].Registry.load(root / "registry")))
+        loads = workloads(sides[-1].registry, 10.0, set(args.only.split(",")))
         gc.collect()
         gc.freeze()  # as the service does
         gc.set_threshold(50_000, 20, 100)
         what = "the whole path (Hazards sinks)" if args.rules else "ingest's share (no sinks)"
-        print(f"{what}, {args.rev} against the working tree, batch by batch; µs/msg")
+        print(f"{what}, {args.rev} against {args.new or 'the working tree'}, batch by batch; µs/msg")
         for workload in loads:
-            olds, news = compare(registry, workload, old_class, args.rounds, root, args.rules)
+            olds, news = compare(workload, sides, args.rounds, root, args.rules)
             ratios = [o / n for o, n in zip(olds, news, strict=True)]
             print(
                 f"{workload.name:11s} {workload.messages:6d} msgs: {statistics.median(olds):7.2f} -> "

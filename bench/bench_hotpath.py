@@ -23,7 +23,7 @@ printed as a ratio to it: these machines are shared and noisy.
 Targets (issue 17): ≤ 12 µs/msg district mix, ≤ 25 µs storm of repeats, ≤ 60 µs one-message batch.
 
     .venv/bin/python bench/bench_hotpath.py [--rounds 3] [--minutes 10] [--only district,storm]
-    .venv/bin/python bench/bench_hotpath.py --profile district   # cProfile top 25 of one workload
+    .venv/bin/python bench/bench_hotpath.py --profile district [--sort cumulative]   # cProfile top 25
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ def workloads(registry: Registry, minutes: float, only: set[str] | None) -> list
     return out
 
 
-def profile(registry: Registry, root: Path, workload: Workload, top: int = 25) -> None:
+def profile(registry: Registry, root: Path, workload: Workload, top: int = 25, sort: str = "tottime") -> None:
     profiler = cProfile.Profile()
     with tempfile.TemporaryDirectory(dir=root) as data:
         service = build(registry, Path(data), workload.rules)
@@ -315,8 +315,8 @@ def profile(registry: Registry, root: Path, workload: Workload, top: int = 25) -
         profiler.disable()
         service.hazards.close()
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
-    print(f"cProfile of {workload.name} ({workload.messages} messages), top {top} by own time:")
+    pstats.Stats(profiler, stream=text).sort_stats(sort).print_stats(top)
+    print(f"cProfile of {workload.name} ({workload.messages} messages), top {top} by {sort}:")
     print(text.getvalue())
 
 
@@ -334,6 +334,7 @@ def main() -> int:
     parser.add_argument(
         "--profile", metavar="WORKLOAD", help="print a cProfile top 25 of one workload instead"
     )
+    parser.add_argument("--sort", default="tottime", help="the profile's order (tottime, cumulative, ...)")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -349,7 +350,7 @@ def main() -> int:
         gc.freeze()  # as the service does
         gc.set_threshold(50_000, 20, 100)
         if args.profile:
-            profile(registry, root, loads[0])
+            profile(registry, root, loads[0], sort=args.sort)
             return 0
         print(f"registry: {registry.slots} devices; rounds {args.rounds}; µs per message, median of rounds")
         results = {}
