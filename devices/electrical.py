@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import add
 from typing import Annotated, ClassVar
 
 from pydantic import Field
@@ -11,6 +12,7 @@ from devices._lineproto import FLOAT_TEXT
 
 _TEMP_KEYS = tuple(f"temp_c_{i}" for i in range(1, 9))
 _TEMP_KEYS_EQ = tuple(f",{key}=" for key in _TEMP_KEYS)
+_float_text = FLOAT_TEXT.__getitem__
 Channels = Annotated[list[Finite], Field(min_length=1, max_length=8)]
 
 
@@ -44,8 +46,8 @@ class ElectricalPayload(Payload):
         text = "residual_ma=" + FLOAT_TEXT[self.residual_ma]
         temps = self.temp_c
         if temps:
-            text += ",temp_c_max=" + FLOAT_TEXT[max(temps)]
-            text += "".join([key + FLOAT_TEXT[t] for key, t in zip(_TEMP_KEYS_EQ, temps, strict=False)])
+            channels = map(add, _TEMP_KEYS_EQ, map(_float_text, temps))  # builtins only: no frame
+            text += ",temp_c_max=" + FLOAT_TEXT[max(temps)] + "".join(channels)
         current = self.current_a
         if current:
             text += ",current_a_max=" + FLOAT_TEXT[max(current)]

@@ -38,36 +38,41 @@ class SeqDeduplicator:
     def filter(self, readings: Iterable[Reading]) -> list[Reading]:
         """The readings that are not duplicates, in their order."""
         kept: list[Reading] = []
+        keep = kept.append
         last, window, last_ts = self.last, self.window, self.last_ts
+        lost = duplicates = 0  # counted here, added to the attributes once (issue 17)
+        width, mask = WINDOW, _MASK
         for reading in readings:
             seq = reading.payload.seq
             if seq is None:
-                kept.append(reading)
+                keep(reading)
                 continue
             slot = reading.slot
             top = last[slot]
             if seq > top:
                 if top >= 0:
                     shift = seq - top
-                    self.lost += shift - 1
-                    window[slot] = ((window[slot] << shift) | 1) & _MASK if shift < WINDOW else 1
+                    lost += shift - 1
+                    window[slot] = ((window[slot] << shift) | 1) & mask if shift < width else 1
                 else:
                     window[slot] = 1
                 last[slot] = seq
                 last_ts[slot] = reading.ts
-            elif top - seq < WINDOW:
+            elif top - seq < width:
                 bit = 1 << (top - seq)
                 if window[slot] & bit:
-                    self.duplicates += 1
+                    duplicates += 1
                     continue
                 window[slot] |= bit
-                self.lost -= 1  # a late arrival fills a gap counted as lost
+                lost -= 1  # a late arrival fills a gap counted as lost
             elif reading.ts > last_ts[slot]:  # the device restarted its counter
                 last[slot] = seq
                 window[slot] = 1
                 last_ts[slot] = reading.ts
             else:
-                self.duplicates += 1
+                duplicates += 1
                 continue
-            kept.append(reading)
+            keep(reading)
+        self.lost += lost
+        self.duplicates += duplicates
         return kept
