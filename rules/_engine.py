@@ -23,6 +23,7 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,9 @@ from rules._hit import Hit
 from rules._offline import OfflineRules
 
 log = logging.getLogger(__name__)
+
+_SLOT = attrgetter("slot")
+_TS = attrgetter("ts")
 
 SNAPSHOT_VERSION = 1
 
@@ -64,6 +68,9 @@ class RuleEngine:
         """slot → local index within its kind (-1: none)."""
         self._local_code: Array = np.zeros(0, dtype=np.int8)
         """slot → kind code of its local entry (-1: none)."""
+        self._live: Array = np.zeros(0, dtype=np.int8)
+        """slot → kind code of its local entry while the registry gives the device that kind
+        (-1: none, retired, or of another kind now): the readings the engine evaluates."""
         self._views: dict[str, KindView] = {
             spec.name: KindView(spec.name, KIND_CODE[spec.name], np.zeros(0, np.int64), np.zeros(0, np.bool_))
             for spec in KINDS
@@ -139,13 +146,9 @@ class RuleEngine:
         if n <= self.small_batch:
             self._process_small(readings, now_ms, out)
             return out
-        slots = np.fromiter((r.slot for r in readings), dtype=np.int64, count=n)
-        ts = np.fromiter((r.ts for r in readings), dtype=np.int64, count=n)
-        known = (slots >= 0) & (slots < self._local.size)
-        safe = np.where(known, slots, 0)
-        codes = np.where(
-            known & (self.registry.kind_code[safe] == self._local_code[safe]), self._local_code[safe], -1
-        )
+        slots = np.fromiter(map(_SLOT, readings), dtype=np.int64, count=n)
+        ts = np.fromiter(map(_TS, readings), dtype=np.int64, count=n)
+        codes = self._codes(slots)
         present = np.unique(codes)
         if present.size == 1 and present[0] >= 0:
             self._process_kind(KINDS[int(present[0])].name, list(readings), slots, ts, now_ms=now_ms, out=out)
@@ -174,11 +177,7 @@ class RuleEngine:
         n = len(dropped)
         slots = np.fromiter(dropped.keys(), dtype=np.int64, count=n)
         counts = np.fromiter(dropped.values(), dtype=np.int64, count=n)
-        known = (slots >= 0) & (slots < self._local.size)
-        safe = np.where(known, slots, 0)
-        codes = np.where(
-            known & (self.registry.kind_code[safe] == self._local_code[safe]), self._local_code[safe], -1
-        )
+        codes = self._codes(slots)
         for code in np.unique(codes).tolist():
             if code < 0:
                 continue
@@ -339,16 +338,19 @@ class RuleEngine:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _codes(self, slots: Int64s) -> Array:
+        """The kind code each slot's readings are evaluated as (-1: ignored; see ``_live``)."""
+        known = (slots >= 0) & (slots < self._live.size)
+        codes = self._live[np.where(known, slots, 0)]
+        codes[~known] = -1
+        return codes
+
     def _process_small(self, readings: Sequence[Reading], now_ms: int, out: list[Hit]) -> None:
         """:meth:`process` for a few readings: kinds found in plain Python, then each kind's
         group offered to its families' :meth:`Family.process_small` (same hits, same order)."""
-        size = self._local.size
-        kind_code, local_code = self.registry.kind_code, self._local_code
-        codes: list[int] = []
-        for r in readings:
-            slot = r.slot
-            code = int(local_code[slot]) if 0 <= slot < size else -1
-            codes.append(code if code >= 0 and kind_code[slot] == code else -1)
+        live = self._live
+        size = live.size
+        codes = [live.item(slot) if 0 <= (slot := r.slot) < size else -1 for r in readings]
         present = sorted(set(codes))
         if present[0] < 0:
             log.debug("rules: ignoring %d readings of unknown or retired devices", codes.count(-1))
@@ -518,6 +520,7 @@ class RuleEngine:
                 if stopped.size:
                     family.stopped(new_view, cols, stopped)
         self._local, self._local_code = local, local_code
+        self._live = np.where(codes == local_code, local_code, -1).astype(np.int8)
 
     def _shift(self, deaf_from: int, delta_ms: int) -> None:
         if delta_ms <= 0:
