@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import operator
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -198,6 +199,23 @@ def _event(row: Sequence[Any]) -> Event:
     )
 
 
+_SHARED = tuple(
+    _COLUMNS.index(c)
+    for c in ("type", "severity", "state", "district", "grid_id", "kind", "station_id", "message")
+)
+"""Columns whose values repeat across events: one string each in memory rather than one per row."""
+
+
+def _interned(row: Sequence[Any]) -> list[Any]:
+    """``row`` with the values of :data:`_SHARED` interned (issue 17: after a restart with
+    ~200,000 open DEVICE_OFFLINE, each would hold its own copy of the same few strings)."""
+    out = list(row)
+    for i in _SHARED:
+        if out[i] is not None:
+            out[i] = sys.intern(out[i])
+    return out
+
+
 def _checkpoints(connection: sqlite3.Connection, closing: threading.Event, db: weakref.ref[EventDb]) -> None:
     """Passive WAL checkpoints every second until the database is closed (or forgotten)."""
     while not closing.wait(CHECKPOINT_INTERVAL_S) and db() is not None:
@@ -289,11 +307,9 @@ class EventDb:
     # -- reads ----------------------------------------------------------------------------------
 
     def active(self) -> list[Event]:
-        """Every event not closed (loaded at start-up)."""
-        rows = self._write.execute(
-            f"{_SELECT} WHERE state != 'closed' ORDER BY opened_ms, event_id"
-        ).fetchall()
-        return [_event(r) for r in rows]
+        """Every event not closed (loaded at start-up, and kept in memory by the store)."""
+        rows = self._write.execute(f"{_SELECT} WHERE state != 'closed' ORDER BY opened_ms, event_id")
+        return [_event(_interned(r)) for r in rows]
 
     def meta(self, name: str, default: int = 0) -> int:
         row = self._write.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()

@@ -41,11 +41,12 @@ class Deadlines:
             heapq.heappop(heap)
         return None
 
-    def due(self, now_ms: int, current: Callable[[str], int | None]) -> list[str]:
-        """Pop and return the events whose live deadline is ``<= now_ms``, earliest first."""
+    def due(self, now_ms: int, current: Callable[[str], int | None], limit: int | None = None) -> list[str]:
+        """Pop and return the events whose live deadline is ``<= now_ms``, earliest first; at
+        most ``limit`` of them (the rest stay due)."""
         out: list[str] = []
         heap = self._heap
-        while heap and heap[0][0] <= now_ms:
+        while heap and heap[0][0] <= now_ms and (limit is None or len(out) < limit):
             deadline, event_id = heapq.heappop(heap)
             if current(event_id) == deadline:
                 out.append(event_id)

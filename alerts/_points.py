@@ -36,7 +36,10 @@ class PointClock:
         """event_id → (lat, lon, the fields that never change but with a reroute), formatted."""
 
     def fixed(self, event: Event) -> str:
-        """``event_id=…,device=…,site=…[,lat=…,lon=…]`` of ``event`` (cached: issue 17)."""
+        """``event_id=…,device=…,site=…[,lat=…,lon=…]`` of ``event`` (cached: issue 17).
+
+        Not for the point of its raise (``rev`` 1): most events never change (a mass silence
+        raises ~200,000 DEVICE_OFFLINE at once), and a cached text costs ~300 bytes an event."""
         cached = self._fixed.get(event.event_id)
         if cached is not None and cached[0] == event.lat and cached[1] == event.lon:
             return cached[2]
@@ -46,6 +49,8 @@ class PointClock:
         )
         if event.lat is not None and event.lon is not None:
             text += f",lat={float(event.lat)!r},lon={float(event.lon)!r}"
+        if event.rev <= 1:
+            return text
         if len(self._fixed) >= _MAX_FIXED:
             self._fixed.clear()
         self._fixed[event.event_id] = (event.lat, event.lon, text)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import logging
 import sqlite3
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -160,14 +161,10 @@ class EventStore:
         self._by_id: dict[str, Event] = {}
         self._deadlines = Deadlines()
         self._clock = PointClock()
-        self._published_ms: dict[str, int] = {}
-        """Service time of each active event's latest publication (this run)."""
         self._pending: dict[str, int] = {}
         """Events with repeats counted in memory only: event_id → service time of the latest."""
         self._pending_due: list[tuple[int, str]] = []
         """(when to publish, event_id), a heap; entries of events no longer pending are skipped."""
-        self._point_ms: dict[str, int] = {}
-        """Service time of each active event's latest ``events`` point (this run)."""
         self._point_owed: dict[str, int] = {}
         """Events whose latest repeat has no point yet: event_id → when to write it."""
         self._points_due: list[tuple[int, str]] = []
@@ -202,10 +199,8 @@ class EventStore:
         """(Re)build the in-memory view of the not-closed events from the database."""
         self._active.clear()
         self._by_id.clear()
-        self._published_ms.clear()
         self._pending.clear()
         self._pending_due.clear()
-        self._point_ms.clear()
         self._point_owed.clear()
         self._points_due.clear()
         self._deadlines = Deadlines()
@@ -303,7 +298,7 @@ class EventStore:
             count=1,
             raised_at=now_ms,  # service time (CONTRACT §12): the deadline counts from here too
             updated_at=now_ms,
-            message=hit.message,
+            message=sys.intern(hit.message),  # a mass silence's messages differ in a few ways only
             opened_ms=now_ms,
             deadline_ms=now_ms + self._deadline_ms[hit.severity],
             rev=0,  # 1 once published, below
@@ -325,12 +320,12 @@ class EventStore:
         event.count += 1
         event.value = hit.value
         event.threshold = hit.threshold
-        event.message = hit.message
+        event.message = sys.intern(hit.message)
         event.last_raise_ts = max(event.last_raise_ts, hit.ts)
         event.updated_at = max(event.updated_at, now_ms)
         event_id = event.event_id
         if not (higher or event.cleared):
-            last = self._published_ms.get(event_id)
+            last = event.published_ms
             if event_id in batch.dirty or (last is not None and now_ms - last < REPEAT_WINDOW_MS):
                 # coalesced: published with the next change, or when the window has passed
                 if event_id not in self._pending:
@@ -384,15 +379,17 @@ class EventStore:
                 due = points[0][0]
             return due
 
-    def tick(self, now_ms: int) -> Outcome:
+    def tick(self, now_ms: int, limit: int | None = None) -> Outcome:
         """Publish the coalesced repeats whose window has passed; escalate every open event whose
-        deadline is ``<= now_ms`` (once each)."""
+        deadline is ``<= now_ms`` (once each), or the ``limit`` earliest of them: the rest stay
+        due (:meth:`next_deadline`), so that a mass of deadlines at once (the DEVICE_OFFLINE of
+        a mass silence, 8 h later) is escalated over several calls rather than in one."""
         with self._lock:
             batch = _Batch()
             if self._pending_due and self._pending_due[0][0] <= now_ms:
                 self._publish_repeats(batch, now_ms)
             self._owed_points(batch, now_ms)
-            for event_id in self._deadlines.due(now_ms, self._current_deadline):
+            for event_id in self._deadlines.due(now_ms, self._current_deadline, limit):
                 event = self._by_id[event_id]
                 self._absorb(batch, event)
                 event.escalated = True
@@ -487,8 +484,6 @@ class EventStore:
         if after == "closed":
             del self._active[event.key]
             del self._by_id[event.event_id]
-            self._published_ms.pop(event.event_id, None)
-            self._point_ms.pop(event.event_id, None)
         batch.note(event, now_ms, request.action, request.note, worker_id=worker_id, before=before)
         self._changed(batch, event, after, now_ms, with_state=True)
         return ActionResult(event.event_id, request.action, True, at=now_ms)
@@ -610,9 +605,9 @@ class EventStore:
             batch.width[event_id] = width
         event.rev += 1
         if event.state != "closed":
-            self._published_ms[event_id] = now_ms
+            event.published_ms = now_ms
             if plain_repeat:
-                last = self._point_ms.get(event_id)
+                last = event.point_ms
                 if last is not None and now_ms - last < REPEAT_POINT_MS:
                     if event_id not in self._point_owed:
                         self._point_owed[event_id] = last + REPEAT_POINT_MS
@@ -623,7 +618,7 @@ class EventStore:
             else:
                 last = now_ms
             if last is not None:
-                self._point_ms[event_id] = now_ms
+                event.point_ms = now_ms
                 self._point_owed.pop(event_id, None)
                 batch.outcome.lines.append(
                     event_line(event, change, self._clock, now_ms, with_state=with_state)
@@ -676,7 +671,7 @@ class EventStore:
             if owed.get(event_id) != due or event is None:
                 continue
             del owed[event_id]
-            self._point_ms[event_id] = now_ms
+            event.point_ms = now_ms
             batch.outcome.lines.append(event_line(event, "repeat", self._clock, now_ms, with_state=False))
 
     def _absorb(self, batch: _Batch, event: Event) -> None:

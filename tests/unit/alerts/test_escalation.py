@@ -123,3 +123,24 @@ def test_custom_deadlines(db_path: Path, registry: Registry, hit: HitFactory) ->
     assert store.next_deadline() == T0 + 2000
     with pytest.raises(ValueError, match="minor"):
         EventStore(db_path, registry, deadlines_ms={"critical": 1000, "major": 2000})
+
+
+def test_a_limited_tick_escalates_the_earliest_and_leaves_the_rest_due(
+    store: EventStore, publisher: FakePublisher, hit: HitFactory
+) -> None:
+    devices = ["S0000", "S0001", "S0002", "W0000", "W0001"]
+    for n, device in enumerate(devices):  # one ms apart: the deadlines have an order
+        store.process([hit(device, "LOW_BATTERY", "minor")], T0 + n)
+    last = T0 + len(devices) - 1 + DEADLINES["minor"]
+    publisher.clear()
+    assert store.tick(last, limit=0).published == []  # none: a timer round without room
+    assert store.next_deadline() == T0 + DEADLINES["minor"]
+
+    rounds: list[list[str]] = []
+    while (due := store.next_deadline()) is not None and due <= last:
+        store.tick(last, limit=2)
+        rounds.append([e["device_id"] for e in publisher.on("alerts/D01/escalations")])
+        publisher.clear()
+        assert len(rounds) <= len(devices), "the ticks make no progress"
+    assert rounds == [devices[:2], devices[2:4], devices[4:]]
+    assert store.counts()["escalated"] == len(devices)
