@@ -9,16 +9,26 @@ durable path as readings.
 A full disk under the event store (:class:`EventStoreFullError`) holds the pipeline: the batch's
 hits are committed again each second until there is room, so nothing of it is acknowledged
 meanwhile and the broker keeps the backlog; one line in the log says so, one when it resumes.
+
+Mass silence (issue 17): one tick of the offline timer may raise ~200,000 DEVICE_OFFLINE (every
+electrical monitor of a province instance silent at once), ~60 µs each in the event store: seconds
+during which no batch is taken, the smoke alarms behind it included. So the timers' hits wait in a
+:class:`TimerBacklog` and each :meth:`Hazards.on_idle` hands the event store at most
+:data:`TIMER_BUDGET` of them (and of the escalations due), raised at the service time their timer
+fired; the pipeline takes a batch between two calls. A batch's hit on a key with hits waiting
+(a device back online) has those applied first, so each event sees its changes in order.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
+import operator
 import threading
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +39,7 @@ from alerts import EventStore, Outcome, Publisher
 from devices import EventStoreFullError, Reading, Registry, RulesError, encode_line, series_key
 from firegrid._clock import WALL_CLOCK, Clock
 from firegrid._http import MAX_LIMIT, EventQuery
-from rules import RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
+from rules import Hit, Key, RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,50 @@ FLEET_INTERVAL_MS = 60_000
 TIMER_INTERVAL_MS = 500
 HOLD_RETRY_S = 1.0
 """How often a change the full event store refused is tried again."""
+TIMER_BUDGET = 1_000
+"""Timer hits and escalations handed to the event store per :meth:`Hazards.on_idle` call: ~50–80 ms
+of work on the 2-core reference machine (bench/bench_mass_offline.py), the longest the pipeline
+then waits before its next batch (a smoke alarm's, say)."""
+
+Detected = tuple[int, Hit]
+"""A timer's hit and the service time the timer fired (the time its event is raised at)."""
+
+
+class TimerBacklog:
+    """Timer hits not yet applied to the event store, oldest first, by key (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._hits: OrderedDict[Key, list[Detected]] = OrderedDict()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, hits: Iterable[Hit], detected_ms: int) -> None:
+        for hit in hits:
+            self._hits.setdefault(hit.key, []).append((detected_ms, hit))
+            self._size += 1
+
+    def take(self, limit: int) -> list[Detected]:
+        """The oldest hits, ``limit`` of them (a few more when a key has several waiting)."""
+        out: list[Detected] = []
+        while self._hits and len(out) < limit:
+            out.extend(self._hits.popitem(last=False)[1])
+        self._size -= len(out)
+        if not self._hits:
+            self._hits = OrderedDict()  # an emptied one keeps its table (~80 bytes a key it held)
+        return out
+
+    def pull(self, hits: Iterable[Hit]) -> list[Detected]:
+        """The hits waiting on the keys of ``hits``, oldest first: to be applied before them."""
+        out: list[Detected] = []
+        for hit in hits:
+            waiting = self._hits.pop(hit.key, None)
+            if waiting is not None:
+                out.extend(waiting)
+        self._size -= len(out)
+        out.sort(key=operator.itemgetter(0))  # stable: a key's hits keep their order
+        return out
 
 
 class Hazards:
@@ -53,10 +107,12 @@ class Hazards:
         rate_limit_per_s: float | None = None,
         stopping: threading.Event | None = None,
         clock: Clock = WALL_CLOCK,
+        timer_budget: int = TIMER_BUDGET,
     ) -> None:
         """``rate_limit_per_s``: ingest's per-device limit, the threshold of DEVICE_FLOODING;
         ``stopping``: set when the service stops (a held change then gives up); ``clock``: the
-        service clock (the time of actions, connection changes, reloads and snapshots).
+        service clock (the time of actions, connection changes, reloads and snapshots);
+        ``timer_budget``: see :data:`TIMER_BUDGET`.
 
         The timers (offline, missed patrols, escalation) and the ``fleet`` points run on the
         service clock; snapshots are taken every 5 s of *wall* time whatever its scale (they
@@ -92,6 +148,10 @@ class Hazards:
         self._next_timers = now
         self._next_fleet = now  # a first count right away, then every minute
         self._stations_of: tuple[Registry, dict[str, str]] | None = None
+        self._budget = timer_budget
+        self._backlog = TimerBacklog()
+        self._escalating = False
+        """The event store's last tick left escalations due (over the budget)."""
 
     # -- pipeline thread -----------------------------------------------------------------------
 
@@ -101,29 +161,55 @@ class Hazards:
         if limited:
             hits += self.engine.limited(limited, now_ms, self._rate_limit_per_s)
         if hits:
+            if self._backlog:
+                self._apply(self._backlog.pull(hits))
             self._take(self._held(lambda: self.events.process(hits, now_ms)))
         return self.drain_lines()
 
     def on_idle(self, now: int) -> list[str]:
         """Timers (offline, missed patrols, flooding's clear, escalation) and periodic snapshots;
-        call often."""
+        call often, and at once again while :attr:`behind`."""
         self._apply_connection_changes()
-        if now >= self._next_timers:
+        timers = now >= self._next_timers
+        if timers:
             self._next_timers = now + TIMER_INTERVAL_MS
             due = self.engine.next_deadline()
             if due is not None and due <= now:
-                hits = self.engine.tick(now)
-                if hits:
-                    self._take(self._held(lambda: self.events.process(hits, now)))
-            due = self.events.next_deadline()
-            if due is not None and due <= now:
-                self._take(self._held(lambda: self.events.tick(now)))
-        if now >= self._next_snapshot:
+                self._backlog.add(self.engine.tick(now), now)
+        room = self._budget
+        if self._backlog:
+            taken = self._backlog.take(room)
+            self._apply(taken)
+            room -= len(taken)
+        if timers or self._escalating:
+            self._store_tick(now, max(room, 0))
+        if now >= self._next_snapshot and not self._backlog:
+            # not while hits wait: the rule state marks their devices, the store has no event yet
+            # (after a kill -9 the previous snapshot makes those timers fire again)
             self.save(now)
         if now >= self._next_fleet:
             self._next_fleet = now + self._fleet_every_ms
             self._lines.extend(self.fleet_lines(now))
         return self.drain_lines()
+
+    @property
+    def behind(self) -> bool:
+        """Timer hits or escalations wait for the next :meth:`on_idle` (over the budget)."""
+        return bool(self._backlog) or self._escalating
+
+    def _apply(self, detected: Sequence[Detected]) -> None:
+        """Timer hits into the event store at the times their timers fired (one commit a time)."""
+        for at, group in itertools.groupby(detected, key=operator.itemgetter(0)):
+            hits = [hit for _, hit in group]
+            self._take(self._held(functools.partial(self.events.process, hits, at)))
+
+    def _store_tick(self, now: int, limit: int) -> None:
+        """The event store's timers: repeats and points due, at most ``limit`` escalations."""
+        due = self.events.next_deadline()
+        if due is not None and due <= now:
+            self._take(self._held(lambda: self.events.tick(now, limit)))
+            due = self.events.next_deadline()  # only escalations can be left due
+        self._escalating = due is not None and due <= now
 
     def _held(self, change: Callable[[], Outcome]) -> Outcome:
         """``change()``, tried again while the event store's disk is full (see the module doc);
@@ -175,13 +261,20 @@ class Hazards:
         return lines
 
     def flush(self) -> None:
-        """Publish and write the event store's coalesced repeats now (a clean stop, before its
-        last lines are drained)."""
+        """Apply the timer hits still waiting, publish and write the event store's coalesced
+        repeats now (a clean stop, before its last lines are drained)."""
+        self._apply(self._backlog.take(len(self._backlog)))
         self._take(self._held(lambda: self.events.flush(self.now_ms())))
 
     def close(self) -> None:
-        self._snapshots.save_now(self.engine.snapshot_arrays(self.now_ms()))
-        self.events.close()
+        """Save the rule state and close the event store (:meth:`flush` first, for the lines)."""
+        try:
+            self._apply(self._backlog.take(len(self._backlog)))
+            self._snapshots.save_now(self.engine.snapshot_arrays(self.now_ms()))
+        except EventStoreFullError as exc:  # the previous snapshot's timers fire again at the restart
+            log.error("rule state not saved: timer hits could not be stored (%s)", exc)
+        finally:
+            self.events.close()
 
     def _take(self, outcome: Outcome) -> None:
         self._lines.extend(outcome.lines)
