@@ -59,6 +59,8 @@ from safety import Safety, Schedule
 
 log = logging.getLogger(__name__)
 
+ROOM_POLL_S = 0.01
+"""While the committer is full, how often the pipeline looks for room (it serves alarms meanwhile)."""
 EXIT_CONFIG = 2
 EXIT_FATAL = 3
 
@@ -155,21 +157,28 @@ class IngestService:
         """The alarm lane (FIREGRID_ALARM_KINDS): a session of the alarm kinds' topics only, so
         that alarms never queue behind readings (ingest/_lanes.py); None when off."""
         self._consumers = [c for c in (self.alarm_consumer, self.consumer) if c is not None]
+        self._alert_link = self.alarm_consumer or self.consumer
+        """The connection alerts leave on: the alarm lane when there is one. On the readings
+        lane, an alert's PUBACK comes back behind up to a Receive Maximum of readings in flight,
+        so in a backlog the outbox's window filled and alerts waited seconds (measured,
+        bench/bench_backlog_alarms.py); the alarm lane's socket carries 2 % of the traffic."""
         device_rate = settings.device_rate_limit
         self.hazards = Hazards(
             self.registry,
             load_rules(settings.rules),
             settings.data_dir,
-            self.consumer.client,
+            self._alert_link.client,
             topic_prefix=prefix,
             durable_fsync=settings.durable_fsync,
             rate_limit_per_s=device_rate.per_s if device_rate is not None else None,
             stopping=self._stopping,
             clock=self.clock,
         )
-        # the hazard sink publishes through the consumer's client and hears of its connection
+        # the hazard sink publishes through the alert link's client and hears of its connection
         self.consumer.on_connection_change = self._on_connection_change
-        self.consumer.on_published = self.hazards.on_published  # PUBACKs empty the alert outbox
+        if self.alarm_consumer is not None:
+            self.alarm_consumer.on_connection_change = self._on_alarm_lane_change
+        self._alert_link.on_published = self.hazards.on_published  # PUBACKs empty the alert outbox
         self.metrics.alert_outbox_depth.set_function(lambda: self.hazards.events.outbox_depth)
         self.pipeline = Pipeline(
             self.registry,
@@ -219,7 +228,6 @@ class IngestService:
             clock_ms=self.now_ms,
             lane=ALARM_LANE,
         )
-        consumer.on_connection_change = lambda up: self.metrics.alarm_lane_connected.set(1 if up else 0)
         return consumer
 
     def _ack(self, messages: Sequence[InMessage]) -> None:
@@ -260,9 +268,14 @@ class IngestService:
 
     def _on_connection_change(self, up: bool) -> None:
         self.metrics.mqtt_connected.set(1 if up else 0)
-        self.hazards.on_connection_change(up)
+        if self._alert_link is self.consumer:
+            self.hazards.on_connection_change(up)
         if up:
             self._subscribed.set()
+
+    def _on_alarm_lane_change(self, up: bool) -> None:
+        self.metrics.alarm_lane_connected.set(1 if up else 0)
+        self.hazards.on_connection_change(up)  # the alert link
 
     def _on_action(self, message: mqtt.MQTTMessage) -> None:
         worker = self._topics.action_worker(message.topic)
@@ -302,13 +315,16 @@ class IngestService:
             while not self._stopping.is_set():
                 if self._reload_requested.is_set():
                     self._reload()
-                batch = self.inbox.take(batch_max, timeout=idle_s)
+                # while InfluxDB is behind, readings wait (back-pressure); alarms never do
+                room = self.committer.has_room
+                batch = self.inbox.take(batch_max, timeout=idle_s if room else ROOM_POLL_S, readings=room)
                 if batch:
-                    self.committer.submit(self.pipeline.process(batch), batch)
-                elif lines := self.pipeline.rate_limited_lines():  # no traffic: minutes end by the clock
+                    alarms = batch[0].lane == ALARM_LANE
+                    self.committer.submit(self.pipeline.process(batch), batch, wait=not alarms)
+                elif room and (lines := self.pipeline.rate_limited_lines()):  # minutes end by the clock
                     self.committer.submit(lines, ())
-                if lines := self.hazards.on_idle(self.now_ms()):
-                    self.committer.submit(lines, ())
+                if lines := self.hazards.on_idle(self.now_ms()):  # events: never held back
+                    self.committer.submit(lines, (), wait=False)
                 self._maybe_write_stats()
             # drain: everything received is written or spooled before exit
             while batch := self.inbox.take(batch_max, timeout=0):
@@ -363,7 +379,7 @@ class IngestService:
         line = encode_line(
             series_key("ingest_stats", (("instance", self.settings.instance_name),)), fields, self.now_ms()
         )
-        self.committer.submit([line], ())
+        self.committer.submit([line], (), wait=False)
 
     # -- run -----------------------------------------------------------------------------------
 

@@ -63,12 +63,26 @@ class Committer:
     def pending_lines(self) -> int:
         return self._pending_lines
 
-    def submit(self, lines: list[str], messages: Sequence[InMessage]) -> None:
-        """Queue a batch; blocks only while ``max_pending`` lines are already waiting."""
+    @property
+    def has_room(self) -> bool:
+        """Whether :meth:`submit` would queue a batch without waiting."""
+        return not self._full()
+
+    def _full(self) -> bool:
+        return self._pending_lines >= self._max_pending
+
+    def submit(self, lines: list[str], messages: Sequence[InMessage], *, wait: bool = True) -> None:
+        """Queue a batch; blocks only while ``max_pending`` lines are already waiting, unless
+        ``wait`` is False (an alarm batch: a few lines that must not wait behind readings)."""
         if not lines and not messages:
             return
         with self._changed:
-            while self._pending_lines >= self._max_pending and not self._failed and self._thread.is_alive():
+            while (
+                wait
+                and self._pending_lines >= self._max_pending
+                and not self._failed
+                and self._thread.is_alive()
+            ):
                 self._changed.wait(1.0)
             if self._failed:
                 return  # the service is stopping on a fatal error: nothing is acked any more

@@ -40,30 +40,49 @@ class Inbox:
     def __init__(self) -> None:
         self._lanes: tuple[deque[InMessage], deque[InMessage]] = (deque(), deque())
         self._ready = threading.Event()
+        """Set while any lane may hold messages."""
+        self._alarms_ready = threading.Event()
+        """Set while the alarm lane may hold messages."""
 
     def put(self, message: InMessage) -> None:
         self._lanes[message.lane].append(message)
+        if message.lane == ALARM_LANE and not self._alarms_ready.is_set():
+            self._alarms_ready.set()
         if not self._ready.is_set():
             self._ready.set()
 
     def __len__(self) -> int:
         return len(self._lanes[READINGS_LANE]) + len(self._lanes[ALARM_LANE])
 
-    def take(self, max_messages: int, timeout: float) -> list[InMessage]:
+    def take(self, max_messages: int, timeout: float, *, readings: bool = True) -> list[InMessage]:
         """The waiting alarms, if any (a batch of their own: their alerts go out before the
-        readings' batch is decoded); otherwise the oldest readings; at most ``max_messages``."""
-        readings, alarms = self._lanes
-        if not readings and not alarms:
+        readings' batch is decoded); otherwise the oldest readings; at most ``max_messages``.
+        ``readings=False``: alarms only (while the readings wait for room downstream); waits
+        ``timeout`` for one."""
+        queued_readings, alarms = self._lanes
+        if not readings:
+            if not alarms:
+                self._alarms_ready.wait(timeout)
+            self._alarms_ready.clear()
+            batch = self._pop(alarms, max_messages)
+            if alarms:
+                self._alarms_ready.set()
+            return batch
+        if not queued_readings and not alarms:
             self._ready.wait(timeout)
         self._ready.clear()
-        queue = alarms if alarms else readings
-        batch = [queue.popleft() for _ in range(min(max_messages, len(queue)))]
-        if readings or alarms:
+        batch = self._pop(alarms if alarms else queued_readings, max_messages)
+        if queued_readings or alarms:
             self._ready.set()
         return batch
 
+    @staticmethod
+    def _pop(queue: deque[InMessage], max_messages: int) -> list[InMessage]:
+        return [queue.popleft() for _ in range(min(max_messages, len(queue)))]
+
     def wake(self) -> None:
         self._ready.set()
+        self._alarms_ready.set()
 
 
 def alarm_subscriptions(topics: Topics, kinds: Collection[str], districts: Sequence[str]) -> list[str]:

@@ -98,6 +98,21 @@ def test_submit_blocks_when_max_pending_lines_wait() -> None:
     assert rec.acked == [0, 1, 2]
 
 
+def test_an_alarm_batch_is_queued_without_waiting_for_room() -> None:
+    store, rec = GatedStore(), Recorder()
+    committer = Committer(store, rec.ack, rec.on_fatal, max_pending=2)
+    committer.start()
+    committer.submit(["first"], [message(0)])
+    eventually(store.writing.is_set, what="first write started")
+    committer.submit(["p1", "p2"], [message(1)])
+    assert not committer.has_room
+    committer.submit(["alarm"], [message(2)], wait=False)  # returns although full: no thread needed
+    store.gate.set()
+    committer.close()
+    assert rec.acked == [0, 1, 2]
+    assert committer.has_room
+
+
 def test_a_failed_write_is_fatal_and_acks_nothing() -> None:
     store, rec = GatedStore(fail=True), Recorder()
     committer = Committer(store, rec.ack, rec.on_fatal)
