@@ -4,9 +4,10 @@ persistent sessions holding a backlog, and while it drains it a new smoke detect
 ``--every`` seconds. The backlog: ``--seconds`` of the reference district's traffic mix (the
 simulator, ~94 % electrical, 4 % water, 2 % smoke) at ``--rate`` msg/s, or with ``--mix every``
 ``--rounds`` rounds of the every-device mix (each device once per round: a third of it smoke,
-so the alarm lane has a backlog of its own). Measured: the latency of each FIRE_ALARM alert from its publication, and
-the drain rate, with the alarm lane (``FIREGRID_ALARM_KINDS=smoke``, the default) and without it
-(empty), alternately on the same machine with the same backlog. The baseline is the run without
+so the alarm lane has a backlog of its own). Measured: the latency of each FIRE_ALARM alert from
+its publication (the alarms start once firegrid's /healthz answers, i.e. it is connected and
+draining), and the drain rate, with the alarm lane (``FIREGRID_ALARM_KINDS=smoke``, the default)
+and without it (empty), alternately on the same machine with the same backlog. The baseline is the run without
 the lane: there an alarm waits for every reading queued before it.
 
 A bare paho consumer drains a copy of the backlog too (its own session), as the drain's baseline.
@@ -120,6 +121,7 @@ def run_once(
                     raise RuntimeError("the simulator failed")
             backlog, bare_rate = bare_drain(broker, f"{name}-bare")
             ingest.start()
+            wait_for(ingest.healthy, 60, f"{name} healthy again")
             first = drained = 0.0
             next_alarm = time.perf_counter()
             while not drained:
@@ -127,7 +129,7 @@ def run_once(
                 if now >= next_alarm:
                     tap.alarm()
                     next_alarm += args.every
-                received = ingest.metric("firegrid_messages_received_total") if ingest.healthy() else 0.0
+                received = ingest.metric("firegrid_messages_received_total")
                 if received and not first:
                     first = now
                 if received >= backlog:
@@ -186,7 +188,8 @@ def main() -> int:
         "p99_ms_lane": [r["p99_ms"] for r in lane],
         "p99_ms_off": [r["p99_ms"] for r in off],
         "drain_lane_to_off": [
-            round(float(str(a["drain_msg_s"])) / float(str(b["drain_msg_s"])), 3) for a, b in zip(lane, off)
+            round(float(str(a["drain_msg_s"])) / float(str(b["drain_msg_s"])), 3)
+            for a, b in zip(lane, off, strict=True)
         ],
     }
     print(json.dumps(summary, indent=2))
