@@ -320,7 +320,7 @@ class IngestService:
                 batch = self.inbox.take(batch_max, timeout=idle_s if room else ROOM_POLL_S, readings=room)
                 if batch:
                     alarms = batch[0].lane == ALARM_LANE
-                    self.committer.submit(self.pipeline.process(batch), batch, wait=not alarms)
+                    self.committer.submit(self.pipeline.process(batch), batch, urgent=alarms)
                 elif room and (lines := self.pipeline.rate_limited_lines()):  # minutes end by the clock
                     self.committer.submit(lines, ())
                 if lines := self.hazards.on_idle(self.now_ms()):  # events: never held back

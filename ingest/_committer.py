@@ -50,6 +50,8 @@ class Committer:
         self._merge_lines = merge_lines
         self._linger_s = linger_s
         self._pending: deque[tuple[list[str], Sequence[InMessage], float]] = deque()
+        self._urgent: deque[tuple[list[str], Sequence[InMessage], float]] = deque()
+        """Alarm batches: written before ``_pending`` (see :meth:`submit`)."""
         self._pending_lines = 0
         self._changed = threading.Condition()
         self._closing = False
@@ -71,22 +73,23 @@ class Committer:
     def _full(self) -> bool:
         return self._pending_lines >= self._max_pending
 
-    def submit(self, lines: list[str], messages: Sequence[InMessage], *, wait: bool = True) -> None:
+    def submit(
+        self, lines: list[str], messages: Sequence[InMessage], *, wait: bool = True, urgent: bool = False
+    ) -> None:
         """Queue a batch; blocks only while ``max_pending`` lines are already waiting, unless
-        ``wait`` is False (an alarm batch: a few lines that must not wait behind readings)."""
+        ``wait`` is False (a few lines that must not be held: timers' events). ``urgent``: an
+        alarm batch, queued without waiting and written before the batches waiting ahead of it,
+        so that the alarm lane's acks (and with them the broker's next alarms) never wait behind
+        readings. Acks keep their order within each lane: an alarm batch only overtakes
+        readings, which came on another session."""
         if not lines and not messages:
             return
         with self._changed:
-            while (
-                wait
-                and self._pending_lines >= self._max_pending
-                and not self._failed
-                and self._thread.is_alive()
-            ):
+            while wait and not urgent and self._full() and not self._failed and self._thread.is_alive():
                 self._changed.wait(1.0)
             if self._failed:
                 return  # the service is stopping on a fatal error: nothing is acked any more
-            self._pending.append((lines, messages, time.monotonic()))
+            (self._urgent if urgent else self._pending).append((lines, messages, time.monotonic()))
             self._pending_lines += len(lines)
             self._changed.notify_all()
 
@@ -99,9 +102,10 @@ class Committer:
             self._thread.join(timeout)
 
     def _take(self) -> tuple[list[str], list[InMessage]] | None:
-        """The oldest waiting batches merged, up to ``merge_lines`` (at least one); None: closed."""
+        """The waiting alarm batches merged, if any; else the oldest waiting batches merged, up to
+        ``merge_lines`` (at least one); None: closed."""
         with self._changed:
-            while not self._closing and self._pending_lines < self._merge_lines:
+            while not self._closing and not self._urgent and self._pending_lines < self._merge_lines:
                 if not self._pending:
                     self._changed.wait()
                     continue
@@ -109,12 +113,13 @@ class Committer:
                 if wait <= 0:
                     break
                 self._changed.wait(wait)
-            if not self._pending:
+            queue = self._urgent or self._pending
+            if not queue:
                 return None
             lines: list[str] = []
             messages: list[InMessage] = []
-            while self._pending and (not lines or len(lines) + len(self._pending[0][0]) <= self._merge_lines):
-                batch_lines, batch_messages, _ = self._pending.popleft()
+            while queue and (not lines or len(lines) + len(queue[0][0]) <= self._merge_lines):
+                batch_lines, batch_messages, _ = queue.popleft()
                 lines.extend(batch_lines)
                 messages.extend(batch_messages)
             self._pending_lines -= len(lines)
@@ -141,5 +146,6 @@ class Committer:
         with self._changed:
             self._failed = True
             self._pending.clear()  # nothing more is acked
+            self._urgent.clear()
             self._pending_lines = 0
             self._changed.notify_all()

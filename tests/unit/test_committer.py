@@ -98,7 +98,7 @@ def test_submit_blocks_when_max_pending_lines_wait() -> None:
     assert rec.acked == [0, 1, 2]
 
 
-def test_an_alarm_batch_is_queued_without_waiting_for_room() -> None:
+def test_an_alarm_batch_is_queued_without_waiting_and_written_first() -> None:
     store, rec = GatedStore(), Recorder()
     committer = Committer(store, rec.ack, rec.on_fatal, max_pending=2)
     committer.start()
@@ -106,10 +106,12 @@ def test_an_alarm_batch_is_queued_without_waiting_for_room() -> None:
     eventually(store.writing.is_set, what="first write started")
     committer.submit(["p1", "p2"], [message(1)])
     assert not committer.has_room
-    committer.submit(["alarm"], [message(2)], wait=False)  # returns although full: no thread needed
+    committer.submit(["alarm"], [message(2)], urgent=True)  # returns although full: no thread needed
+    committer.submit(["event"], [], wait=False)
     store.gate.set()
     committer.close()
-    assert rec.acked == [0, 1, 2]
+    assert store.puts == [["first"], ["alarm"], ["p1", "p2", "event"]]  # the alarm overtakes readings
+    assert rec.acked == [0, 2, 1]
     assert committer.has_room
 
 
