@@ -11,7 +11,7 @@ hits are committed again each second until there is room, so nothing of it is ac
 meanwhile and the broker keeps the backlog; one line in the log says so, one when it resumes.
 
 Mass silence (issue 17): one tick of the offline timer may raise ~200,000 DEVICE_OFFLINE (every
-electrical monitor of a province instance silent at once), ~60 µs each in the event store: seconds
+electrical monitor of a province instance silent at once), ~100 µs each in the event store: seconds
 during which no batch is taken, the smoke alarms behind it included. So the timers' hits wait in a
 :class:`TimerBacklog` and each :meth:`Hazards.on_idle` hands the event store at most
 :data:`TIMER_BUDGET` of them (and of the escalations due), raised at the service time their timer
@@ -49,9 +49,9 @@ TIMER_INTERVAL_MS = 500
 HOLD_RETRY_S = 1.0
 """How often a change the full event store refused is tried again."""
 TIMER_BUDGET = 1_000
-"""Timer hits and escalations handed to the event store per :meth:`Hazards.on_idle` call: ~50–80 ms
-of work on the 2-core reference machine (bench/bench_mass_offline.py), the longest the pipeline
-then waits before its next batch (a smoke alarm's, say)."""
+"""Timer hits and escalations handed to the event store per :meth:`Hazards.on_idle` call: 45–350 ms
+of work on the shared 2-core machine (bench/bench_mass_offline.py; more grids and a busier machine
+cost more), the longest the pipeline then waits before its next batch (a smoke alarm's, say)."""
 
 Detected = tuple[int, Hit]
 """A timer's hit and the service time the timer fired (the time its event is raised at)."""
