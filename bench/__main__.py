@@ -22,6 +22,7 @@ BENCHES = (
     "bench_scaling.py",
     "bench_hotpath.py",
     "bench_instances.py",
+    "bench_backlog_alarms.py",
     "bench_mass_offline.py",
 )
 
