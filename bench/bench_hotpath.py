@@ -47,10 +47,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devices import Registry
+from devices import Registry, Topics
 from firegrid._clock import Clock
 from firegrid._hazards import Hazards
-from ingest import IngestMetrics, InMessage, Pipeline
+from firegrid._settings import Settings
+from ingest import AlarmTopics, IngestMetrics, InMessage, LaneTwins, Pipeline
 from rules import RulesConfig
 from simulators import Fleet, Scan, write_world
 
@@ -196,7 +197,8 @@ class Service:
 
 
 def build(registry: Registry, data_dir: Path, rules: bool = True) -> Service:
-    """The objects ``firegrid._service`` builds (no MQTT, no InfluxDB): a Pipeline with a Hazards
+    """The objects ``firegrid._service`` builds (no MQTT, no InfluxDB): a Pipeline (with the
+    default per-device rate limit and the alarm lane's twin check, as the service runs it) with a Hazards
     sink (RuleEngine + EventStore) on a service clock that follows the messages' receipt
     (``rules`` False: the Pipeline alone, ingest's own share)."""
     publisher = Silent()
@@ -210,7 +212,15 @@ def build(registry: Registry, data_dir: Path, rules: bool = True) -> Service:
     )
     hazards.on_connection_change(True)
     sinks = [hazards] if rules else []
-    pipeline = Pipeline(registry, IngestMetrics(), sinks=sinks, clock_ms=lambda: now[0])
+    defaults = Settings.model_construct()  # the service's defaults: rate limit and alarm lane on
+    pipeline = Pipeline(
+        registry,
+        IngestMetrics(),
+        sinks=sinks,
+        clock_ms=lambda: now[0],
+        device_rate=defaults.device_rate_limit,
+        twins=LaneTwins(AlarmTopics(Topics(""), defaults.alarm_kind_list, ())),
+    )
     return Service(pipeline, hazards, publisher, now)
 
 
