@@ -5,6 +5,7 @@ Typical use by the ingest/alerts layer::
     engine = RuleEngine(registry, load_rules(path), now_ms)   # or RuleEngine.restore(...)
     hits = engine.process(readings, now_ms)                   # after each batch
     hits += engine.tick(now_ms)                               # when engine.next_deadline() is due
+    hits += engine.tick(now_ms, limit=1_000)                  # a mass silence: see engine.behind
     hits += engine.limited({slot: dropped}, now_ms, 5.0)      # ingest's rate limit dropped messages
 """
 

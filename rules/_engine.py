@@ -31,7 +31,7 @@ import numpy as np
 from devices import KIND_CODE, KINDS, RETIRED, Reading, Registry, RulesError
 from rules._all import FAMILIES, extractor
 from rules._config import RulesConfig
-from rules._family import Array, Batch, Cols, Context, Drops, Family, Int64s, KindView, Small
+from rules._family import Array, Batch, Cols, Context, Drops, Family, Int64s, KindView, Small, Ticks
 from rules._hit import Hit
 from rules._offline import OfflineRules
 
@@ -142,6 +142,8 @@ class RuleEngine:
         out: list[Hit] = []
         if not readings:
             return out
+        if self._ctx.ticks:
+            out += self.overdue(readings)
         n = len(readings)
         if n <= self.small_batch:
             self._process_small(readings, now_ms, out)
@@ -188,18 +190,61 @@ class RuleEngine:
                 family.limited(drops, self._cols[kind][family.name], out)
         return out
 
-    def tick(self, now_ms: int) -> list[Hit]:
+    def tick(self, now_ms: int, limit: int | None = None) -> list[Hit]:
         """Fire the timers due at ``now_ms`` (DEVICE_OFFLINE, PATROL_MISSED, the clear of
-        DEVICE_FLOODING); nothing while suspended."""
+        DEVICE_FLOODING); nothing while suspended. With ``limit``, at most ``limit`` offline and
+        missed timers, the earliest due first (a mass silence, issue 17): the rest wait, and
+        :attr:`behind` says so until a later tick has fired them. A hit's ``ts`` (and the silence
+        in its ``value``) is the time its timer fired, the first tick at or after its due time:
+        the same hits as unlimited ticks at the same times."""
         self._clock = max(self._clock, now_ms)
         out: list[Hit] = []
         if self._suspended_at is not None:
             return out
+        ticks = self._ctx.ticks
+        ticks.record(now_ms)
+        room = limit
         for kind, families in self._by_kind.items():
             view = self._views[kind]
             for family in families:
-                family.tick(view, self._cols[kind][family.name], now_ms, out)
+                fired = family.tick(view, self._cols[kind][family.name], now_ms, out, room)
+                if room is not None:
+                    room -= fired
+        if room is None or room > 0 or not self._due(now_ms):
+            ticks.clear()
         return out
+
+    def overdue(self, readings: Sequence[Reading]) -> list[Hit]:
+        """The raises of the timers of these readings' devices that a limited :meth:`tick` left
+        waiting, at the times they fired (their ``ts``): a caller that applies hits at their time
+        takes them before :meth:`process`, which otherwise puts them ahead of its own (a device
+        back online: the raise, then the clear)."""
+        out: list[Hit] = []
+        if not self._ctx.ticks:
+            return out
+        slots = np.fromiter(map(_SLOT, readings), dtype=np.int64, count=len(readings))
+        codes = self._codes(slots)
+        for code in np.unique(codes[codes >= 0]).tolist():
+            kind = KINDS[code].name
+            local = np.unique(self._local[slots[codes == code]])
+            for family in self._by_kind[kind]:
+                family.overdue(self._views[kind], self._cols[kind][family.name], local, out)
+        return out
+
+    def catch_up(self) -> list[Hit]:
+        """Fire every timer a limited :meth:`tick` left waiting, as it would have, and no other
+        (a clean stop)."""
+        ticks = self._ctx.ticks
+        return self.tick(ticks.times[-1]) if self.behind else []
+
+    def _due(self, now_ms: int) -> bool:
+        due = self.next_deadline()
+        return due is not None and due <= now_ms
+
+    @property
+    def behind(self) -> bool:
+        """A limited :meth:`tick` left timers due (the next ticks fire them); never while suspended."""
+        return bool(self._ctx.ticks) and self._suspended_at is None
 
     def next_deadline(self) -> int | None:
         """The earliest service time at which :meth:`tick` has something to do (None: nothing)."""
@@ -259,6 +304,7 @@ class RuleEngine:
             "saved_at": saved_at,
             "suspended_at": self._suspended_at,
             "started_ms": self.started_ms,
+            "ticks": self._ctx.ticks.times,
             "kinds": kinds,
             "extra": {f.name: f.extra_state() for f in self._families},
         }
@@ -301,6 +347,7 @@ class RuleEngine:
             raise RulesError(f"rule state {source}: unreadable snapshot: {exc}") from exc
         deaf_from = meta["suspended_at"] if meta.get("suspended_at") is not None else int(meta["saved_at"])
         engine.started_ms = int(meta.get("started_ms", now_ms))
+        engine._ctx.ticks = Ticks(int(t) for t in meta.get("ticks", []))
         if now_ms > deaf_from:
             engine._shift(int(deaf_from), now_ms - int(deaf_from))
         return engine

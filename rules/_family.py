@@ -10,11 +10,16 @@ Families are pure: :meth:`Family.process` gets a batch of readings (with the ser
 ``now_ms``) and appends hits; :meth:`Family.tick` does the same for timers, and
 :meth:`Family.limited` for the devices ingest's rate limit dropped messages of. No wall clock,
 no I/O.
+
+A tick may be given a ``limit`` (issue 17, a mass silence): the families with a timer per device
+(offline, patrol) then fire only the earliest due timers and leave the rest due; :class:`Ticks`
+keeps the times of the ticks since, so that a timer fires, whenever it is taken, at the time of
+the first tick at or after its due time: the hits one unlimited tick would have given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -116,12 +121,42 @@ class Drops:
     """The sustained limit (messages a second), if the caller said it."""
 
 
+class Ticks:
+    """The service times of the engine's ticks since one left timers due (over its ``limit``),
+    ascending; empty while no timer due at the latest tick waits."""
+
+    def __init__(self, times: Iterable[int] = ()) -> None:
+        self.times: list[int] = list(times)
+
+    def __bool__(self) -> bool:
+        return bool(self.times)
+
+    def record(self, now_ms: int) -> None:
+        if not self.times or now_ms > self.times[-1]:
+            self.times.append(now_ms)
+
+    def clear(self) -> None:
+        self.times.clear()
+
+    def waiting(self, due: Int64s) -> Bools:
+        """Which of these due times a tick has passed (their timers wait to be fired)."""
+        return due <= self.times[-1] if self.times else np.zeros(due.shape, dtype=np.bool_)
+
+    def fired(self, due: Int64s) -> Int64s:
+        """The time each timer fired at: the first tick at or after its due time (every due time
+        given must be one a tick has passed)."""
+        times = np.array(self.times, dtype=np.int64)
+        return times[np.searchsorted(times, due, side="left")]
+
+
 class Context:
-    """What families share: the registry (replaced on reload), the config, and hit building."""
+    """What families share: the registry (replaced on reload), the config, the ticks that left
+    timers due, and hit building."""
 
     def __init__(self, registry: Registry, config: RulesConfig) -> None:
         self.registry = registry
         self.config = config
+        self.ticks = Ticks()
 
     def enabled(self, rule_type: str) -> bool:
         return self.config.rule(rule_type).enabled
@@ -326,8 +361,14 @@ class Family:
     def finish(self, batch: Batch, cols: Cols, out: list[Hit]) -> None:
         """After every round of ``batch`` (the kind's whole batch, in batch order)."""
 
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
-        """Timers due at ``now_ms``."""
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
+        """Timers due at ``now_ms``; a family with a timer per device fires at most ``limit`` of
+        them, the earliest due first (see the module doc), and says how many it fired."""
+        return 0
+
+    def overdue(self, view: KindView, cols: Cols, local: Int64s, out: list[Hit]) -> None:
+        """Fire the timers of these entries that a tick's limit left due, as that tick would have
+        (their devices have readings: a clear, say, must follow the raise)."""
 
     def deadline(self, view: KindView, cols: Cols) -> int | None:
         """The earliest time a timer of this kind fires, if any."""
@@ -451,6 +492,20 @@ def step_one(
         fire = False
         since = NO_TS if valid else since
     return fire, clear, (active or fire) and not clear, since
+
+
+def earliest(due: Int64s, now_ms: int, limit: int | None) -> Int64s:
+    """The entries whose ``due`` time has come, ascending; with ``limit``, only the ``limit``
+    earliest due (on a tie the lower entries), found in linear time (a mass silence: 10⁵ of them)."""
+    if limit is not None and limit <= 0:
+        return np.zeros(0, dtype=np.int64)
+    expired = np.flatnonzero(due <= now_ms)
+    if limit is None or expired.size <= limit:
+        return expired
+    times = due[expired]
+    last = np.partition(times, limit - 1)[limit - 1]
+    before = expired[times < last]
+    return np.sort(np.concatenate([before, expired[times == last][: limit - before.size]]))
 
 
 def _at(values: Floats | float | None, i: int) -> float | None:

@@ -99,10 +99,12 @@ class FloodingRules(Family):
                 message=f"Device {over}: {dropped} message{plural} dropped",
             )
 
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
+        """Every clear due, whatever ``limit`` (none counts towards it): the devices over the rate
+        limit are few next to a mass silence's (each one misbehaving, or a long queue of its own)."""
         episodes = self._episodes[view.kind]
         if not episodes:
-            return
+            return 0
         quiet_ms = self._quiet_ms()
         for slot in [s for s, e in episodes.items() if e.last + quiet_ms <= now_ms]:
             episode = episodes.pop(slot)
@@ -118,6 +120,7 @@ class FloodingRules(Family):
                 message=f"Under the rate limit for {duration(quiet_ms / 1000)}: {episode.dropped} "
                 f"message{plural} dropped over {duration((episode.last - episode.since) / 1000)}",
             )
+        return 0
 
     def deadline(self, view: KindView, cols: Cols) -> int | None:
         episodes = self._episodes[view.kind]

@@ -67,7 +67,9 @@ class Hit:
     value: float | None
     threshold: float | None
     ts: int
-    """Epoch ms: the triggering reading's ``ts``, or the service clock for timers (offline, missed)."""
+    """Epoch ms: the triggering reading's ``ts``, or for timers (offline, missed) the service time
+    the timer fired (the first tick at or after its due time, also when a limited tick left it
+    waiting)."""
     message: str
 
     @property

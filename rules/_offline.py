@@ -2,9 +2,10 @@
 
 Each device has a ``quiet`` time (the service time its silence started: its last message, or the
 service start / the reload that added it) and a ``due`` time (``quiet + deadline``, or NEVER
-while raised). :meth:`OfflineRules.tick` is one vectorised comparison over ``due``; a deaf
-interval (broker outage, firegrid down between snapshot and restart) moves ``quiet`` and ``due``
-of every running timer that had not expired when the deafness began.
+while raised). :meth:`OfflineRules.tick` is one vectorised comparison over ``due`` (with a
+limit, the earliest due: the rest wait, see :mod:`rules._family`); a deaf interval (broker
+outage, firegrid down between snapshot and restart) moves ``quiet`` and ``due`` of every running
+timer that had not expired when the deafness began.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rules._family import (
     Int64s,
     KindView,
     Small,
+    earliest,
     per_device,
 )
 from rules._hit import Hit, duration, num
@@ -112,19 +114,28 @@ class OfflineRules(Family):
             due[i] = now + limit if limit >= 0 else NEVER
         return True
 
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
-        due = cols["due"]
-        expired = np.flatnonzero(due <= now_ms)
-        if not expired.size:
-            return
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
+        expired = earliest(cols["due"], now_ms, limit)
+        if expired.size:
+            self._fire(view, cols, expired, out)
+        return int(expired.size)
+
+    def overdue(self, view: KindView, cols: Cols, local: Int64s, out: list[Hit]) -> None:
+        waiting = local[self.ctx.ticks.waiting(cols["due"][local])]
+        if waiting.size:
+            self._fire(view, cols, waiting, out)
+
+    def _fire(self, view: KindView, cols: Cols, expired: Int64s, out: list[Hit]) -> None:
+        """Raise these entries, each at the time its timer fired."""
         rule = self.ctx.config.device_offline
-        quiet = cols["quiet"]
+        due, quiet = cols["due"], cols["quiet"]
         deadline = self.deadline_ms[view.kind]
         heartbeat = self.heartbeat_s[view.kind]
+        fired = self.ctx.ticks.fired(due[expired])
         due[expired] = NEVER
         cols["raised"][expired] = True
-        for local in expired.tolist():
-            silent_s = (now_ms - int(quiet[local])) / 1000
+        for local, at in zip(expired.tolist(), fired.tolist(), strict=True):
+            silent_s = (at - int(quiet[local])) / 1000
             limit_s = int(deadline[local]) / 1000
             self.ctx.hit(
                 out,
@@ -133,7 +144,7 @@ class OfflineRules(Family):
                 "raise",
                 value=silent_s,
                 threshold=limit_s,
-                ts=now_ms,
+                ts=at,
                 message=f"No message for {duration(silent_s)} (≥ {num(rule.factor)} × heartbeat "
                 f"{num(float(heartbeat[local]))} s + {num(rule.grace_s)} s)",
             )

@@ -39,6 +39,7 @@ from rules._family import (
     Int64s,
     KindView,
     Small,
+    earliest,
     per_device,
 )
 from rules._hit import Hit, duration, num
@@ -284,7 +285,8 @@ class PatrolRules(Family):
         clock = self.data_clock
         if clock == NO_TS or (self._data_due != NO_TS and clock < self._data_due):
             return
-        eligible = (seen != NO_TS) & ~missed
+        # a timer a limited tick left due is missed already, as of that tick (only not yet told)
+        eligible = (seen != NO_TS) & ~missed & ~self.ctx.ticks.waiting(due)
         data_due = np.where(eligible, seen + np.where(eligible, self.deadline_ms, 0), NEVER)
         overdue = data_due <= clock
         for local in np.flatnonzero(overdue).tolist():
@@ -310,17 +312,26 @@ class PatrolRules(Family):
             f"× {num(self.ctx.config.patrol_missed.factor)})",
         )
 
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
-        due = cols["due"]
-        expired = np.flatnonzero(due <= now_ms)
-        if not expired.size:
-            return
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
+        expired = earliest(cols["due"], now_ms, limit)
+        if expired.size:
+            self._fire(view, cols, expired, out)
+        return int(expired.size)
+
+    def overdue(self, view: KindView, cols: Cols, local: Int64s, out: list[Hit]) -> None:
+        waiting = local[self.ctx.ticks.waiting(cols["due"][local])]
+        if waiting.size:
+            self._fire(view, cols, waiting, out)
+
+    def _fire(self, view: KindView, cols: Cols, expired: Int64s, out: list[Hit]) -> None:
+        """Missed on the service clock, each at the time its timer fired."""
+        due, scanned = cols["due"], cols["scanned"]
+        fired = self.ctx.ticks.fired(due[expired])
         due[expired] = NEVER
         cols["missed"][expired] = True
-        scanned = cols["scanned"]
-        for local in expired.tolist():
-            silent_s = (now_ms - int(scanned[local])) / 1000
-            self._raise_missed(out, int(view.slots[local]), local, silent_s, now_ms)
+        for local, at in zip(expired.tolist(), fired.tolist(), strict=True):
+            silent_s = (at - int(scanned[local])) / 1000
+            self._raise_missed(out, int(view.slots[local]), local, silent_s, at)
 
     def deadline(self, view: KindView, cols: Cols) -> int | None:
         due = cols["due"]

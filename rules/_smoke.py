@@ -209,8 +209,9 @@ class SmokeRules(Family):
         sites = state.get("sites", {})
         self.sites = {str(s): {str(d): int(t) for d, t in v.items()} for s, v in sites.items()}
 
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit]) -> None:
-        """Forget alarms older than the window (by the service clock, with an hour of slack)."""
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
+        """Forget alarms older than the window (by the service clock, with an hour of slack);
+        no timer, nothing towards ``limit``."""
         horizon = now_ms - int(self.ctx.config.fire_confirmed.window_s * 1000) - 3_600_000
         for site_id in list(self.sites):
             entries = {d: t for d, t in self.sites[site_id].items() if t >= horizon}
@@ -218,3 +219,4 @@ class SmokeRules(Family):
                 self.sites[site_id] = entries
             else:
                 del self.sites[site_id]
+        return 0
