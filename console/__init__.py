@@ -16,11 +16,10 @@ from console._live import EventCache, Hub, inbox_order
 from console._map import GridMap, SvgMap
 from console._server import serve
 from console._sessions import Flash, LoginThrottle, Session, SessionStore
-from console._settings import BrokerUrl, ConsoleSettings, load_console_settings
+from console._settings import ConsoleSettings, load_console_settings
 
 __all__ = [
     "ApiError",
-    "BrokerUrl",
     "Console",
     "ConsoleSettings",
     "EventCache",

@@ -22,8 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from console._settings import BrokerUrl
-from devices import Topics
+from devices import MqttUrl, Topics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class ConsoleMqtt:
 
     def __init__(
         self,
-        broker: BrokerUrl,
+        broker: MqttUrl,
         topics: Topics,
         *,
         on_alert: Callable[[dict[str, Any]], None],

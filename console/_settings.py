@@ -7,42 +7,16 @@ environment can serve both processes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from devices import SettingsError
+from devices import MqttUrl, SettingsError
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.:\[\]-]+):(?P<port>\d{1,5})$")
 _PREFIX = re.compile(r"^([A-Za-z0-9_.-]+/)?$")
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    """``mqtt[s]://user:password@host[:port]``, with the user and password percent-decoded."""
-
-    host: str
-    port: int
-    user: str | None
-    password: str | None
-    tls: bool
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
-            raise ValueError(f"must look like mqtt://user:pass@host[:port], got {shown!r}")
-        tls = parts.scheme in ("mqtts", "ssl")
-        user = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883), user, password, tls)
-
-    def __str__(self) -> str:  # never the password
-        return f"{self.host}:{self.port}"
 
 
 class ConsoleSettings(BaseSettings):
@@ -97,7 +71,7 @@ class ConsoleSettings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        broker = BrokerUrl.parse(value)
+        broker = MqttUrl.parse(value)
         if not broker.user or not broker.password:
             raise ValueError("must name the console's account: mqtt://firegrid-console:PASSWORD@host:port")
         return value
@@ -115,8 +89,8 @@ class ConsoleSettings(BaseSettings):
         return value
 
     @property
-    def broker(self) -> BrokerUrl:
-        return BrokerUrl.parse(self.mqtt_url)
+    def broker(self) -> MqttUrl:
+        return MqttUrl.parse(self.mqtt_url)
 
     @property
     def http_host(self) -> str:

@@ -34,6 +34,7 @@ from devices._lineproto import (
     quote_string,
     series_key,
 )
+from devices._mqtt_url import MqttUrl
 from devices._net import listen
 from devices._reading import Reading
 from devices._registry import OVERRIDE_COLUMNS, RETIRED, UNASSIGNED, Device, Grid, Registry, Station, Worker
@@ -72,6 +73,7 @@ __all__ = [
     "InfluxUnavailableError",
     "KindSpec",
     "MqttError",
+    "MqttUrl",
     "PatrolPayload",
     "Payload",
     "PortInUseError",

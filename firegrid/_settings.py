@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from devices import KIND_BY_NAME, SettingsError, is_identifier
+from devices import KIND_BY_NAME, MqttUrl, SettingsError, is_identifier
 from firegrid._clock import Clock
 from firegrid._districts import districts_suffix, parse_districts
-from ingest import BrokerAddress, DeviceRate
+from ingest import DeviceRate
 from safety import Weights, load_weights
 
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_.:\[\]-]+):(?P<port>\d{1,5})$")
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        BrokerAddress.parse(value)
+        MqttUrl.parse(value)
         return value
 
     @field_validator("mqtt_ca", mode="before")
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         if value is None:
             return None
         url = info.data.get("mqtt_url")
-        if isinstance(url, str) and not BrokerAddress.parse(url).tls:
+        if isinstance(url, str) and not MqttUrl.parse(url).tls:
             raise ValueError("is set but FIREGRID_MQTT_URL is not mqtts://, so no TLS would use it")
         try:
             ssl.create_default_context(cafile=value)

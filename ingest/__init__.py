@@ -11,7 +11,7 @@ from devices import (
     series_key,
 )
 from ingest._committer import Committer
-from ingest._consumer import BrokerAddress, MqttConsumer
+from ingest._consumer import MqttConsumer
 from ingest._decode import Decoded, Decoder, Reject, RejectReason
 from ingest._dedup import SeqDeduplicator
 from ingest._encode import PointEncoder
@@ -27,7 +27,6 @@ __all__ = [
     "ALARM_LANE",
     "READINGS_LANE",
     "AlarmTopics",
-    "BrokerAddress",
     "Committer",
     "Decoded",
     "Decoder",

@@ -19,9 +19,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import PUBACK
@@ -30,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices import MqttError, SettingsError
+from devices import MqttError, MqttUrl, SettingsError
 from ingest._lanes import READINGS_LANE, Inbox
 from ingest._pipeline import InMessage, wall_ms
 
@@ -113,27 +111,6 @@ class _BurstClient(mqtt.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
-            raise ValueError(f"MQTT URL must look like mqtt://[user:pass@]host[:port], got {shown!r}")
-        tls = parts.scheme in ("mqtts", "ssl")
-        return cls(parts.hostname, parts.port or (8883 if tls else 1883), parts.username, parts.password, tls)
-
-    def __str__(self) -> str:  # never the password
-        return f"{self.host}:{self.port}"
-
-
 class MqttConsumer:
     def __init__(
         self,
@@ -154,7 +131,7 @@ class MqttConsumer:
         clock, each message's ``received_ms``. ``lane``: the inbox lane its messages go to."""
         self._clock_ms = clock_ms
         self.lane = lane
-        self.address = BrokerAddress.parse(url)
+        self.address = MqttUrl.parse(url)
         self.ca_file = ca_file
         self.inbox = inbox
         self.subscriptions = subscriptions
@@ -176,8 +153,8 @@ class MqttConsumer:
             protocol=MQTTProtocolVersion.MQTTv5,
             manual_ack=True,
         )
-        if self.address.username:
-            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.user:
+            client.username_pw_set(self.address.user, self.address.password)
         if self.address.tls:
             client.tls_set_context(self._tls_context(ca_file))
             client.on_certificate_refused = self._on_certificate_refused
@@ -246,7 +223,7 @@ class MqttConsumer:
     ) -> None:
         if reason.is_failure:
             if reason.value in REFUSED_LOGIN:
-                user = self.address.username
+                user = self.address.user
                 who = f"the login of user {user}" if user else "an anonymous login"
                 client.disconnect()
                 self._on_fatal(MqttError(f"MQTT broker {self.address} refused {who}: {reason}"))

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import orjson
@@ -41,7 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from devices import Registry, ScenarioError
+from devices import MqttUrl, Registry, ScenarioError
 from rules import RulesConfig
 from simulators._connections import CONNECT_RATE, DeviceConnections
 from simulators._per_device import (
@@ -233,18 +232,14 @@ class _Sink(Protocol):
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
-    parts = urlsplit(url)
-    if parts.scheme in ("mqtts", "ssl"):
-        raise ValueError(f"the simulator publishes without TLS: use mqtt://host:port, not {url!r}")
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"MQTT URL must look like mqtt://host:port, not {url!r}")
+    """(host, port, user, password) of a broker the simulator may publish to (no TLS)."""
     try:
-        port = parts.port or 1883
+        broker = MqttUrl.parse(url)
     except ValueError as exc:
-        raise ValueError(f"MQTT URL {url!r} has an invalid port") from exc
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname, port, user, password
+        raise ValueError(f"MQTT URL {exc}") from None
+    if broker.tls:
+        raise ValueError(f"the simulator publishes without TLS: use mqtt://host:port, not {broker}")
+    return broker.host, broker.port, broker.user, broker.password
 
 
 class _Publisher:

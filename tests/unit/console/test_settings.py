@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from console import BrokerUrl, load_console_settings
-from devices import SettingsError
+from console import load_console_settings
+from devices import MqttUrl, SettingsError
 
 URL = "mqtt://firegrid-console:s3cret@127.0.0.1:1883"
 
@@ -20,7 +20,7 @@ def test_defaults_and_the_brokers_account() -> None:
 
 
 def test_percent_encoded_credentials_are_decoded() -> None:
-    broker = BrokerUrl.parse("mqtts://firegrid-console:a%2Fb%40c@broker:8883")
+    broker = MqttUrl.parse("mqtts://firegrid-console:a%2Fb%40c@broker:8883")
     assert (broker.password, broker.tls, broker.port) == ("a/b@c", True, 8883)
 
 

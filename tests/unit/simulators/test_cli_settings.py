@@ -53,7 +53,7 @@ def test_config_file_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, t
         (
             {"FIREGRID_MQTT_URL": "http://broker:1883"},
             [],
-            "invalid setting FIREGRID_MQTT_URL: MQTT URL must look like",
+            "invalid setting FIREGRID_MQTT_URL: must look like mqtt://",
         ),
         (
             {"FIREGRID_MQTT_URL": "mqtts://broker:8883"},
