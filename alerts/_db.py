@@ -14,7 +14,9 @@ The ``outbox`` table holds the publications of event changes until the broker ac
 
 Schema 2 added ``events.rev`` and ``outbox``: an event store of schema 1 gets both at open, each
 event's ``rev`` counted from its transitions (one per published change: every transition but
-comments and the ``severity`` note that accompanies a repeat).
+comments and the ``severity`` note that accompanies a repeat). Schema 3 added ``outbox.urgent``
+(publications of fire alarms, handed over first; ``alerts._routing.URGENT_TYPES``): the rows of
+an outbox of schema 2 get it at open from their payload's ``type``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from alerts._event import EVENT_FIELDS, Event, State
+from alerts._routing import URGENT_TYPES
 from rules import Severity
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CHECKPOINT_INTERVAL_S = 1.0
 
 # the event JSON's fields (in order), plus what only the store needs
@@ -121,8 +124,15 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 CREATE INDEX IF NOT EXISTS transitions_by_event ON transitions (event_id, id);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    urgent INTEGER NOT NULL DEFAULT 0
+);
 """
+_OUTBOX_INDEX = "CREATE INDEX IF NOT EXISTS outbox_urgent ON outbox (id) WHERE urgent = 1"
+"""The few urgent rows, found without scanning a mass silence's (after :meth:`EventDb._migrate`)."""
 
 _MIGRATE_REV = """
 ALTER TABLE events ADD COLUMN rev INTEGER NOT NULL DEFAULT 1;
@@ -132,8 +142,15 @@ UPDATE events SET rev = max(1, (
 ));
 """
 
-OutboxRow = tuple[int, str, bytes]
-"""(id, topic, payload) of one publication waiting for its PUBACK"""
+_MIGRATE_URGENT = f"""
+ALTER TABLE outbox ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+UPDATE outbox SET urgent = 1 WHERE CASE WHEN json_valid(CAST(payload AS TEXT))
+    THEN json_extract(CAST(payload AS TEXT), '$.type') END
+    IN ({", ".join(f"'{t}'" for t in sorted(URGENT_TYPES))});
+"""
+
+OutboxRow = tuple[int, str, bytes, bool]
+"""(id, topic, payload, urgent) of one publication waiting for its PUBACK"""
 
 Transition = tuple[str, int, str | None, str, str, str | None, str | None]
 """(event_id, at_ms, from_state, to_state, action, worker_id, note)"""
@@ -240,6 +257,7 @@ class EventDb:
         with self._write:
             self._write.executescript(_SCHEMA)
             self._migrate()
+            self._write.execute(_OUTBOX_INDEX)
             self._write.execute(
                 "INSERT INTO meta (name, value) VALUES ('schema_version', ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -259,8 +277,15 @@ class EventDb:
         columns = {row[1] for row in self._write.execute("PRAGMA table_info(events)")}
         if "rev" not in columns:
             log.info("event store %s: adding events.rev (schema %d)", self.path, SCHEMA_VERSION)
-            for statement in filter(str.strip, _MIGRATE_REV.split(";")):
-                self._write.execute(statement)
+            self._run(_MIGRATE_REV)
+        if "urgent" not in {row[1] for row in self._write.execute("PRAGMA table_info(outbox)")}:
+            log.info("event store %s: adding outbox.urgent (schema %d)", self.path, SCHEMA_VERSION)
+            self._run(_MIGRATE_URGENT)
+
+    def _run(self, script: str) -> None:
+        """The statements of ``script`` in the open transaction (``executescript`` would commit)."""
+        for statement in filter(str.strip, script.split(";")):
+            self._write.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -315,18 +340,23 @@ class EventDb:
         row = self._write.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return default if row is None else int(row[0])
 
-    def outbox_extent(self) -> tuple[int, int]:
-        """(rows in the outbox, highest row id ever given: the next id is one more)."""
-        count, top = self._write.execute("SELECT count(*), max(id) FROM outbox").fetchone()
-        return int(count), int(top or 0)
+    def outbox_extent(self) -> tuple[int, dict[bool, int]]:
+        """(rows in the outbox, the highest row id of each class, urgent or not: 0 without rows)."""
+        count, urgent, other = self._write.execute(
+            "SELECT count(*), max(CASE WHEN urgent THEN id END), max(CASE WHEN urgent THEN NULL ELSE id END)"
+            " FROM outbox"
+        ).fetchone()
+        return int(count), {True: int(urgent or 0), False: int(other or 0)}
 
-    def outbox_rows(self, first_id: int, last_id: int, limit: int) -> list[OutboxRow]:
-        """Outbox rows with ``first_id <= id <= last_id``, oldest first, at most ``limit``."""
+    def outbox_rows(self, urgent: bool, first_id: int, last_id: int, limit: int) -> list[OutboxRow]:
+        """Outbox rows of one class with ``first_id <= id <= last_id``, oldest first, at most ``limit``."""
+        # the class as a literal, not a parameter: only then can SQLite use the partial index
         rows = self._reader().execute(
-            "SELECT id, topic, payload FROM outbox WHERE id >= ? AND id <= ? ORDER BY id LIMIT ?",
+            f"SELECT id, topic, payload FROM outbox WHERE urgent = {int(urgent)} AND id >= ? AND id <= ?"
+            " ORDER BY id LIMIT ?",
             (first_id, last_id, limit),
         )
-        return [(int(i), str(t), bytes(p)) for i, t, p in rows]
+        return [(int(i), str(t), bytes(p), urgent) for i, t, p in rows]
 
     def get(self, event_id: str) -> Event | None:
         row = self._reader().execute(f"{_SELECT} WHERE event_id = ?", (event_id,)).fetchone()
@@ -391,7 +421,7 @@ class Writer:
 
     def queue(self, rows: Sequence[OutboxRow]) -> None:
         """Put publications into the outbox (ids given by the caller, increasing)."""
-        self._c.executemany("INSERT INTO outbox (id, topic, payload) VALUES (?, ?, ?)", rows)
+        self._c.executemany("INSERT INTO outbox (id, topic, payload, urgent) VALUES (?, ?, ?, ?)", rows)
 
     def unqueue(self, ids: Sequence[int]) -> int:
         """Delete outbox rows; one statement per run of consecutive ids (mostly one in all)."""

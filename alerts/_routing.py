@@ -13,6 +13,13 @@ from devices import Registry, Station, haversine_m
 log = logging.getLogger(__name__)
 
 QOS: Final = 1
+URGENT_TYPES: Final = frozenset({"FIRE_ALARM", "FIRE_CONFIRMED"})
+"""Event types whose publications the outbox hands over before other events' (issue 17: a fire
+alarm must not wait behind a mass silence's DEVICE_OFFLINE). By type because an event's type never
+changes, so all of its publications are in one class and keep their order. Not the smoke kind
+(TAMPER is one of its types, and ``kind`` is the device's: a smoke detector's DEVICE_OFFLINE has
+it), nor the severity (CABLE_OVERHEAT rises to critical, and a rules file may make DEVICE_OFFLINE
+critical, which would put the bulk itself first)."""
 
 
 class Publisher(Protocol):
@@ -26,6 +33,8 @@ class Publication:
     topic: str
     payload: bytes
     qos: int = QOS
+    urgent: bool = False
+    """A publication of an event of :data:`URGENT_TYPES`."""
 
 
 def nearest_station(stations: Sequence[Station], lat: float | None, lon: float | None) -> str | None:

@@ -42,7 +42,7 @@ from alerts._escalation import DEFAULT_DEADLINES_MS, Deadlines
 from alerts._event import SEVERITY_RANK, STATES, Event, key_text
 from alerts._outbox import Outbox
 from alerts._points import PointClock, event_line
-from alerts._routing import QOS, Publication, Publisher, StationIndex
+from alerts._routing import QOS, URGENT_TYPES, Publication, Publisher, StationIndex
 from devices import EventStoreFullError, Registry, Topics
 from rules import SEVERITIES, Hit
 
@@ -633,7 +633,8 @@ class EventStore:
         if event.severity == "critical" and event.station_id is not None:
             topics.append(self.topics.station(event.station_id))
         topics.extend(extra)
-        batch.outcome.published.extend(Publication(topic, payload, QOS) for topic in topics)
+        urgent = event.type in URGENT_TYPES
+        batch.outcome.published.extend(Publication(topic, payload, QOS, urgent) for topic in topics)
 
     def flush(self, now_ms: int) -> Outcome:
         """Publish and write every event's coalesced repeats now (a clean stop)."""
