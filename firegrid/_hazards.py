@@ -11,12 +11,14 @@ hits are committed again each second until there is room, so nothing of it is ac
 meanwhile and the broker keeps the backlog; one line in the log says so, one when it resumes.
 
 Mass silence (issue 17): one tick of the offline timer may raise ~200,000 DEVICE_OFFLINE (every
-electrical monitor of a province instance silent at once), ~100 µs each in the event store: seconds
-during which no batch is taken, the smoke alarms behind it included. So the timers' hits wait in a
-:class:`TimerBacklog` and each :meth:`Hazards.on_idle` hands the event store at most
-:data:`TIMER_BUDGET` of them (and of the escalations due), raised at the service time their timer
-fired; the pipeline takes a batch between two calls. A batch's hit on a key with hits waiting
-(a device back online) has those applied first, so each event sees its changes in order.
+electrical monitor of a province instance silent at once), ~10 µs each in the rules engine and
+~100 µs in the event store: seconds during which no batch is taken, the smoke alarms behind it
+included. So each :meth:`Hazards.on_idle` ticks the engine with a limit of :data:`TIMER_BUDGET`
+timers (the earliest due; the rest stay due in the rule state) and hands the event store those
+hits and escalations due up to the same budget; the pipeline takes a batch between two calls.
+Each event is raised at the service time its timer fired (the hit's ``ts``). A batch from a
+device whose raise still waits has the raise applied first (``RuleEngine.overdue``), then its
+own hits (the clear), so each event sees its changes in order.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import itertools
 import logging
 import operator
 import threading
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,11 @@ from alerts import EventStore, Outcome, Publisher
 from devices import EventStoreFullError, Reading, Registry, RulesError, encode_line, series_key
 from firegrid._clock import WALL_CLOCK, Clock
 from firegrid._http import MAX_LIMIT, EventQuery
-from rules import Hit, Key, RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
+from rules import Hit, RuleEngine, RulesConfig, SnapshotWriter, load_snapshot
 
 log = logging.getLogger(__name__)
+
+_TS = operator.attrgetter("ts")
 
 SNAPSHOT_INTERVAL_MS = 5_000
 FLEET_INTERVAL_MS = 60_000
@@ -49,49 +53,10 @@ TIMER_INTERVAL_MS = 500
 HOLD_RETRY_S = 1.0
 """How often a change the full event store refused is tried again."""
 TIMER_BUDGET = 1_000
-"""Timer hits and escalations handed to the event store per :meth:`Hazards.on_idle` call: 45–350 ms
-of work on the shared 2-core machine (bench/bench_mass_offline.py; more grids and a busier machine
-cost more), the longest the pipeline then waits before its next batch (a smoke alarm's, say)."""
-
-Detected = tuple[int, Hit]
-"""A timer's hit and the service time the timer fired (the time its event is raised at)."""
-
-
-class TimerBacklog:
-    """Timer hits not yet applied to the event store, oldest first, by key (see the module doc)."""
-
-    def __init__(self) -> None:
-        self._hits: OrderedDict[Key, list[Detected]] = OrderedDict()
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def add(self, hits: Iterable[Hit], detected_ms: int) -> None:
-        for hit in hits:
-            self._hits.setdefault(hit.key, []).append((detected_ms, hit))
-            self._size += 1
-
-    def take(self, limit: int) -> list[Detected]:
-        """The oldest hits, ``limit`` of them (a few more when a key has several waiting)."""
-        out: list[Detected] = []
-        while self._hits and len(out) < limit:
-            out.extend(self._hits.popitem(last=False)[1])
-        self._size -= len(out)
-        if not self._hits:
-            self._hits = OrderedDict()  # an emptied one keeps its table (~80 bytes a key it held)
-        return out
-
-    def pull(self, hits: Iterable[Hit]) -> list[Detected]:
-        """The hits waiting on the keys of ``hits``, oldest first: to be applied before them."""
-        out: list[Detected] = []
-        for hit in hits:
-            waiting = self._hits.pop(hit.key, None)
-            if waiting is not None:
-                out.extend(waiting)
-        self._size -= len(out)
-        out.sort(key=operator.itemgetter(0))  # stable: a key's hits keep their order
-        return out
+"""Timers fired by the rules engine, and their hits and escalations handed to the event store, per
+:meth:`Hazards.on_idle` call: 45–350 ms of work on the shared 2-core machine
+(bench/bench_mass_offline.py; more grids and a busier machine cost more), the longest the pipeline
+then waits before its next batch (a smoke alarm's, say)."""
 
 
 class Hazards:
@@ -149,7 +114,6 @@ class Hazards:
         self._next_fleet = now  # a first count right away, then every minute
         self._stations_of: tuple[Registry, dict[str, str]] | None = None
         self._budget = timer_budget
-        self._backlog = TimerBacklog()
         self._escalating = False
         """The event store's last tick left escalations due (over the budget)."""
 
@@ -157,12 +121,12 @@ class Hazards:
 
     def on_readings(self, readings: Sequence[Reading], now_ms: int, limited: Mapping[int, int]) -> list[str]:
         self._apply_connection_changes()
+        if self.engine.behind:
+            self._apply(self.engine.overdue(readings))
         hits = self.engine.process(readings, now_ms)
         if limited:
             hits += self.engine.limited(limited, now_ms, self._rate_limit_per_s)
         if hits:
-            if self._backlog:
-                self._apply(self._backlog.pull(hits))
             self._take(self._held(lambda: self.events.process(hits, now_ms)))
         return self.drain_lines()
 
@@ -171,21 +135,16 @@ class Hazards:
         call often, and at once again while :attr:`behind`."""
         self._apply_connection_changes()
         timers = now >= self._next_timers
-        if timers:
-            self._next_timers = now + TIMER_INTERVAL_MS
-            due = self.engine.next_deadline()
-            if due is not None and due <= now:
-                self._backlog.add(self.engine.tick(now), now)
         room = self._budget
-        if self._backlog:
-            taken = self._backlog.take(room)
-            self._apply(taken)
-            room -= len(taken)
+        if timers or self.engine.behind:
+            if timers:
+                self._next_timers = now + TIMER_INTERVAL_MS
+            hits = self.engine.tick(now, room)
+            self._apply(hits)
+            room -= len(hits)
         if timers or self._escalating:
             self._store_tick(now, max(room, 0))
-        if now >= self._next_snapshot and not self._backlog:
-            # not while hits wait: the rule state marks their devices, the store has no event yet
-            # (after a kill -9 the previous snapshot makes those timers fire again)
+        if now >= self._next_snapshot:
             self.save(now)
         if now >= self._next_fleet:
             self._next_fleet = now + self._fleet_every_ms
@@ -194,14 +153,14 @@ class Hazards:
 
     @property
     def behind(self) -> bool:
-        """Timer hits or escalations wait for the next :meth:`on_idle` (over the budget)."""
-        return bool(self._backlog) or self._escalating
+        """Timers or escalations wait for the next :meth:`on_idle` (over the budget)."""
+        return self.engine.behind or self._escalating
 
-    def _apply(self, detected: Sequence[Detected]) -> None:
+    def _apply(self, hits: Sequence[Hit]) -> None:
         """Timer hits into the event store at the times their timers fired (one commit a time)."""
-        for at, group in itertools.groupby(detected, key=operator.itemgetter(0)):
-            hits = [hit for _, hit in group]
-            self._take(self._held(functools.partial(self.events.process, hits, at)))
+        timed = sorted(hits, key=_TS)  # stable: a key's hits keep their order
+        for at, group in itertools.groupby(timed, key=_TS):
+            self._take(self._held(functools.partial(self.events.process, list(group), at)))
 
     def _store_tick(self, now: int, limit: int) -> None:
         """The event store's timers: repeats and points due, at most ``limit`` escalations."""
@@ -261,15 +220,15 @@ class Hazards:
         return lines
 
     def flush(self) -> None:
-        """Apply the timer hits still waiting, publish and write the event store's coalesced
-        repeats now (a clean stop, before its last lines are drained)."""
-        self._apply(self._backlog.take(len(self._backlog)))
+        """Fire the timers still waiting, publish and write the event store's coalesced repeats
+        now (a clean stop, before its last lines are drained)."""
+        self._apply(self.engine.catch_up())
         self._take(self._held(lambda: self.events.flush(self.now_ms())))
 
     def close(self) -> None:
         """Save the rule state and close the event store (:meth:`flush` first, for the lines)."""
         try:
-            self._apply(self._backlog.take(len(self._backlog)))
+            self._apply(self.engine.catch_up())
             self._snapshots.save_now(self.engine.snapshot_arrays(self.now_ms()))
         except EventStoreFullError as exc:  # the previous snapshot's timers fire again at the restart
             log.error("rule state not saved: timer hits could not be stored (%s)", exc)
