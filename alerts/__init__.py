@@ -16,6 +16,7 @@ Typical use by the service::
 from alerts._actions import ACTIONS, MAX_ACTION_BYTES, MAX_NOTE_CHARS, ActionResult, parse_action
 from alerts._escalation import DEFAULT_DEADLINES_MS
 from alerts._event import EVENT_FIELDS, STATES, Event, State
+from alerts._outbox import WINDOW as OUTBOX_WINDOW
 from alerts._points import MEASUREMENT
 from alerts._routing import Publication, Publisher, nearest_station
 from alerts._store import DB_NAME, REPEAT_POINT_MS, REPEAT_WINDOW_MS, EventStore, Outcome
@@ -28,6 +29,7 @@ __all__ = [
     "MAX_ACTION_BYTES",
     "MAX_NOTE_CHARS",
     "MEASUREMENT",
+    "OUTBOX_WINDOW",
     "REPEAT_POINT_MS",
     "REPEAT_WINDOW_MS",
     "STATES",

@@ -23,6 +23,7 @@ BENCHES = (
     "bench_hotpath.py",
     "bench_instances.py",
     "bench_backlog_alarms.py",
+    "bench_outbox_priority.py",
     "bench_mass_offline.py",
 )
 

@@ -15,6 +15,7 @@ from types import FrameType
 import paho.mqtt.client as mqtt
 
 from access import Access
+from alerts import OUTBOX_WINDOW
 from devices import (
     ConfigError,
     EventStoreFullError,
@@ -162,6 +163,7 @@ class IngestService:
         lane, an alert's PUBACK comes back behind up to a Receive Maximum of readings in flight,
         so in a backlog the outbox's window filled and alerts waited seconds (measured,
         bench/bench_backlog_alarms.py); the alarm lane's socket carries 2 % of the traffic."""
+        self._alert_link.publish_window = OUTBOX_WINDOW  # the outbox's whole window on the wire
         device_rate = settings.device_rate_limit
         self.hazards = Hazards(
             self.registry,

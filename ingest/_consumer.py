@@ -38,6 +38,8 @@ RECEIVE_MAXIMUM = 16384
 SESSION_EXPIRY_S = 7 * 24 * 3600
 READ_BURST = 1000
 QOS0_INBOX_LIMIT = 200_000
+PAHO_INFLIGHT = 20
+"""paho's own default of unacknowledged QoS 1 publications."""
 REFUSED_LOGIN = frozenset({0x86, 0x87, 0x8A, 0x8C})
 """CONNACK reasons that no retry can cure: bad user name or password, not authorized, banned,
 bad authentication method. The service stops (exit 3) instead of reconnecting forever."""
@@ -142,6 +144,10 @@ class MqttConsumer:
         self.on_connection_change: Callable[[bool], None] = lambda up: None
         """Told of every connect (True) and loss (False), on the network thread; set it before
         :meth:`start` (the service does, once the sinks that need it exist)."""
+        self.publish_window = PAHO_INFLIGHT
+        """QoS 1 publications of this client unacknowledged at most (the alert outbox's window on
+        the connection alerts leave on); at each connect capped by the broker's Receive Maximum,
+        which paho does not read itself (a broker may disconnect a client that exceeds it)."""
         self.on_published: Callable[[int, str | None], None] = lambda mid, error: None
         """Told of the PUBACK of each QoS 1 message this client published (its mid, and the
         reason when the broker refused it), on the network thread while paho holds its lock:
@@ -231,6 +237,8 @@ class MqttConsumer:
                 log.warning("MQTT broker %s refused the connection: %s", self.address, reason)
             return
         self.generation += 1
+        broker_maximum = getattr(properties, "ReceiveMaximum", 65535)  # absent: 65,535 (MQTT 5 §3.2.2.3.3)
+        client.max_inflight_messages_set(min(self.publish_window, broker_maximum))
         sock = client.socket()
         if isinstance(sock, socket.socket):
             # without it, an alert published right after a burst of PUBACKs waits for the

@@ -13,6 +13,9 @@ from collections import deque
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest import _consumer
 from ingest._consumer import MqttConsumer, _BurstClient
@@ -65,3 +68,24 @@ def test_qos0_dropped_under_overload_is_counted() -> None:
     for _ in range(_consumer.QOS0_INBOX_LIMIT + 5):
         consumer._on_message(consumer.client, None, message)
     assert consumer.overload_dropped == len(drops) == 4
+
+
+@pytest.mark.parametrize(("announced", "expected"), [(None, 256), (10, 10), (16384, 256)])
+def test_the_publish_window_is_capped_by_the_brokers_receive_maximum(
+    announced: int | None, expected: int
+) -> None:
+    """paho sends up to 20 unacknowledged QoS 1 publications whatever the broker's CONNACK says;
+    the consumer sets its window at each connect, at most the broker's Receive Maximum."""
+    consumer = MqttConsumer("mqtt://127.0.0.1:1", "window", ["fire/#"], Inbox())
+    consumer.publish_window = 256
+    properties = Properties(PacketTypes.CONNACK)  # type: ignore[no-untyped-call]
+    if announced is not None:
+        properties.ReceiveMaximum = announced
+    consumer._on_connect(
+        consumer.client,
+        None,
+        mqtt.ConnectFlags(False),
+        ReasonCode(PacketTypes.CONNACK, "Success"),
+        properties,
+    )
+    assert consumer.client._max_inflight_messages == expected
