@@ -18,8 +18,8 @@ is published. Reported per run:
 
 - ``events``: DEVICE_OFFLINE events published (checked against the electrical monitors);
 - ``stall``: the longest single ``on_idle`` call (the pipeline takes no batch meanwhile), and
-  how many calls the silence took; ``later``: the longest call but the first (at once, the first
-  is the one that runs the rules engine's offline tick over every monitor);
+  how many calls the silence took; ``later``: the longest call but the first (the first finds
+  every monitor's timer expired: before the engine's tick had a limit, it built all their hits);
 - ``alarm``: from the start of the silence's first call to the smoke alarm's publication (its
   batch is the next the pipeline takes, so this is the pipeline's busy time before the alarm
   plus the alarm's own batch);
