@@ -84,6 +84,11 @@ class _BurstClient(mqtt.Client):
         self._rpos = min(start + bufsize, len(self._rbuf))
         return self._rbuf[start : self._rpos]
 
+    def set_publish_window(self, maximum: int) -> None:
+        """paho's limit of unacknowledged QoS 1 publications, also on an open connection (from
+        the CONNACK callback), which its public setter refuses (private paho API, paho < 3)."""
+        self._max_inflight_messages = max(1, maximum)
+
     def ack_many(self, mids: list[int]) -> None:
         """PUBACK every mid, in order, as one queued write (paho's ``ack`` wakes the network
         thread and sends one 4-byte packet per message: a third of the ingest CPU at 10k msg/s)."""
@@ -238,7 +243,7 @@ class MqttConsumer:
             return
         self.generation += 1
         broker_maximum = getattr(properties, "ReceiveMaximum", 65535)  # absent: 65,535 (MQTT 5 §3.2.2.3.3)
-        client.max_inflight_messages_set(min(self.publish_window, broker_maximum))
+        self.client.set_publish_window(min(self.publish_window, broker_maximum))
         sock = client.socket()
         if isinstance(sock, socket.socket):
             # without it, an alert published right after a burst of PUBACKs waits for the

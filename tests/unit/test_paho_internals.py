@@ -12,7 +12,7 @@ from collections import deque
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -78,6 +78,7 @@ def test_the_publish_window_is_capped_by_the_brokers_receive_maximum(
     the consumer sets its window at each connect, at most the broker's Receive Maximum."""
     consumer = MqttConsumer("mqtt://127.0.0.1:1", "window", ["fire/#"], Inbox())
     consumer.publish_window = 256
+    consumer.client._state = _ConnectionState.MQTT_CS_CONNECTED  # as paho sets it before on_connect
     properties = Properties(PacketTypes.CONNACK)  # type: ignore[no-untyped-call]
     if announced is not None:
         properties.ReceiveMaximum = announced
