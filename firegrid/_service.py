@@ -142,18 +142,22 @@ class IngestService:
         self.actions_elsewhere = 0
         """Worker actions left to the instance that owns their event (FIREGRID_DISTRICTS)."""
         actions = topics.actions_subscription
+        alarm_kinds = settings.alarm_kind_list
+        # worker actions come on the alarm lane when there is one, never read behind a backlog
+        # of readings; the readings session drops the subscription an older version made (what
+        # it had queued still arrives, and is handled there too)
         self.consumer = MqttConsumer(
             settings.mqtt_url,
             settings.mqtt_client_id,
-            [*readings_subscriptions(topics, self.districts), actions],
+            [*readings_subscriptions(topics, self.districts), *([] if alarm_kinds else [actions])],
             self.inbox,
             on_fatal=self._on_fatal,
             on_overload_drop=self.metrics.overload_dropped.inc,
             extra_handlers={actions: self._on_action},
             ca_file=settings.mqtt_ca,
             clock_ms=self.now_ms,
+            unsubscriptions=[actions] if alarm_kinds else [],
         )
-        alarm_kinds = settings.alarm_kind_list
         self.alarm_consumer = self._alarm_lane(settings, topics, alarm_kinds) if alarm_kinds else None
         """The alarm lane (FIREGRID_ALARM_KINDS): a session of the alarm kinds' topics only, so
         that alarms never queue behind readings (ingest/_lanes.py); None when off."""
@@ -222,13 +226,14 @@ class IngestService:
         consumer = MqttConsumer(
             settings.mqtt_url,
             f"{settings.mqtt_client_id}-alarms",
-            alarm_subscriptions(topics, kinds, self.districts),
+            [*alarm_subscriptions(topics, kinds, self.districts), topics.actions_subscription],
             self.inbox,
             on_fatal=self._on_fatal,
             on_overload_drop=self.metrics.overload_dropped.inc,
             ca_file=settings.mqtt_ca,
             clock_ms=self.now_ms,
             lane=ALARM_LANE,
+            extra_handlers={topics.actions_subscription: self._on_action},
         )
         return consumer
 

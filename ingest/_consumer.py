@@ -132,16 +132,20 @@ class MqttConsumer:
         ca_file: str | os.PathLike[str] | None = None,
         clock_ms: Callable[[], int] = wall_ms,
         lane: int = READINGS_LANE,
+        unsubscriptions: Sequence[str] = (),
     ) -> None:
         """``ca_file``: the CA (PEM) that an ``mqtts://`` broker's certificate must chain to;
         None: the system's trust store. Host names are always checked. ``clock_ms``: the service
-        clock, each message's ``received_ms``. ``lane``: the inbox lane its messages go to."""
+        clock, each message's ``received_ms``. ``lane``: the inbox lane its messages go to.
+        ``unsubscriptions``: filters the persistent session may hold from an earlier version and
+        must drop, unsubscribed at each connect."""
         self._clock_ms = clock_ms
         self.lane = lane
         self.address = MqttUrl.parse(url)
         self.ca_file = ca_file
         self.inbox = inbox
         self.subscriptions = subscriptions
+        self.unsubscriptions = list(unsubscriptions)
         self.generation = 0
         self.connected = False
         self.overload_dropped = 0
@@ -251,6 +255,8 @@ class MqttConsumer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info("connected to MQTT broker %s (session present: %s)", self.address, flags.session_present)
         client.subscribe([(topic, 1) for topic in self.subscriptions])
+        if self.unsubscriptions:
+            client.unsubscribe(self.unsubscriptions)
         self.connected = True
         self.on_connection_change(True)
 

@@ -1,5 +1,6 @@
 """The alarm lane (issue 17, ingest/_lanes.py): a smoke alarm queued behind a backlog of readings
-is alerted before the backlog is processed, and stored exactly once though both lanes carry it."""
+is alerted before the backlog is processed, and stored exactly once though both lanes carry it;
+an alarm and a worker's action during the drain are answered before it ends."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def test_an_alarm_queued_behind_a_backlog_is_alerted_first_and_stored_once(
     assert ingest.stop(signal.SIGTERM) == 0  # both sessions stay and queue
     watcher = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
     watcher.subscribe(f"{topic_prefix}alerts/#")
+    watcher.subscribe(f"{topic_prefix}actions/+/result")
     backlog = _backlog(topic_prefix, int(time.time() * 1000) - 600_000)
     watcher.publish_many(backlog)
     alarm = {"seq": 1, "ts": int(time.time() * 1000), "alarm": True, "obscuration_db_m": 0.4}
@@ -72,9 +74,22 @@ def test_an_alarm_queued_behind_a_backlog_is_alerted_first_and_stored_once(
     # an alarm during the drain: its alert must not wait behind the readings' PUBACKs either
     eventually(lambda: _received(ingest) >= len(backlog) // 5, timeout=60, what="the drain under way")
     watcher.publish(f"{topic_prefix}fire/D01/smoke/S0001", alarm)
+    [event_id] = {
+        body["event_id"]
+        for _, payload in list(watcher.messages)
+        if (body := orjson.loads(payload)).get("type") == "FIRE_ALARM" and body.get("device_id") == "S0000"
+    }
+    watcher.publish(f"{topic_prefix}actions/W0", {"event_id": event_id, "action": "ack"})  # and a worker acts
     eventually(lambda: fire_alarm("S0001"), timeout=60, what="the second FIRE_ALARM alert")
     received = metric(ingest, "firegrid_messages_received_total")
     assert received < len(backlog), "the alarm during the drain waited for the backlog"
+    eventually(
+        lambda: any(topic == f"{topic_prefix}actions/W0/result" for topic, _ in list(watcher.messages)),
+        timeout=60,
+        what="the worker's action answered",
+    )
+    received = metric(ingest, "firegrid_messages_received_total")
+    assert received < len(backlog), "the worker's action waited for the backlog"
 
     water = "SELECT count(level_m) FROM water WHERE device =~ /^W000[0-2]$/"
     eventually(
@@ -83,4 +98,26 @@ def test_an_alarm_queued_behind_a_backlog_is_alerted_first_and_stored_once(
     eventually(lambda: metric(ingest, "firegrid_lane_twins_total") == 2, timeout=30, what="the alarms' twins")
     assert _count(influx, influx_db, "SELECT count(obscuration_db_m) FROM smoke") == 2
     assert metric(ingest, "firegrid_duplicates_total") == 0
+    watcher.close()
+
+
+def test_after_an_upgrade_an_action_is_answered_once(
+    ingest: IngestProcess, broker: Mosquitto, topic_prefix: str
+) -> None:
+    """The readings session of a version without the alarm lane subscribed to actions/+; with the
+    lane, actions come on it, and the readings session drops that subscription: one answer."""
+    assert ingest.stop(signal.SIGTERM) == 0
+    ingest.env["FIREGRID_ALARM_KINDS"] = ""  # as before the lane: actions on the readings session
+    ingest.start()
+    assert ingest.stop(signal.SIGTERM) == 0
+    del ingest.env["FIREGRID_ALARM_KINDS"]
+    ingest.start()
+    watcher = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
+    watcher.subscribe(f"{topic_prefix}actions/+/result")
+    watcher.publish(f"{topic_prefix}actions/W0", {"event_id": "01JF0000000000000000000000", "action": "ack"})
+    watcher.publish(f"{topic_prefix}actions/W0", {"event_id": "01JF0000000000000000000001", "action": "ack"})
+    results = f"{topic_prefix}actions/W0/result"
+    eventually(lambda: sum(t == results for t, _ in list(watcher.messages)) >= 2, what="the answers")
+    answered = [orjson.loads(p)["event_id"] for t, p in list(watcher.messages) if t == results]
+    assert sorted(answered) == ["01JF0000000000000000000000", "01JF0000000000000000000001"]
     watcher.close()
