@@ -36,7 +36,12 @@ class IngestProcess:
         )
         log.close()
         if wait:
-            eventually(self.healthy, timeout=30, what=f"firegrid ingest healthy (log {self.log_path})")
+            try:
+                eventually(self.healthy, timeout=30, what=f"firegrid ingest healthy (log {self.log_path})")
+            except AssertionError:  # never left running behind a failed test
+                self.proc.kill()
+                self.proc.wait(30)
+                raise
 
     def health(self) -> dict[str, Any] | None:
         assert self.proc is not None
@@ -120,8 +125,10 @@ def ingest_env(
 @pytest.fixture
 def ingest(ingest_env: dict[str, str], tmp_path: Path) -> Iterator[IngestProcess]:
     process = IngestProcess(ingest_env, tmp_path / "ingest.log")
-    process.start()
-    yield process
-    if process.proc is not None and process.proc.poll() is None:
-        process.proc.send_signal(signal.SIGKILL)
-        process.proc.wait(30)
+    try:
+        process.start()
+        yield process
+    finally:  # also when it never became healthy: no ingest outlives its test
+        if process.proc is not None and process.proc.poll() is None:
+            process.proc.send_signal(signal.SIGKILL)
+            process.proc.wait(30)
