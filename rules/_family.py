@@ -494,6 +494,29 @@ def step_one(
     return fire, clear, (active or fire) and not clear, since
 
 
+class DueTimers:
+    """Mixed into a family (before :class:`Family`) with one timer per device in a ``due``
+    column (offline, missed patrols): ticks fire the earliest due first, at most ``limit``;
+    :meth:`_fire` raises what fired."""
+
+    ctx: Context
+
+    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
+        expired = earliest(cols["due"], now_ms, limit)
+        if expired.size:
+            self._fire(view, cols, expired, out)
+        return int(expired.size)
+
+    def overdue(self, view: KindView, cols: Cols, local: Int64s, out: list[Hit]) -> None:
+        waiting = local[self.ctx.ticks.waiting(cols["due"][local])]
+        if waiting.size:
+            self._fire(view, cols, waiting, out)
+
+    def _fire(self, view: KindView, cols: Cols, expired: Int64s, out: list[Hit]) -> None:
+        """Raise these entries, each at the time its timer fired."""
+        raise NotImplementedError
+
+
 def earliest(due: Int64s, now_ms: int, limit: int | None) -> Int64s:
     """The entries whose ``due`` time has come, ascending; with ``limit``, only the ``limit``
     earliest due (on a tie the lower entries), found in linear time (a mass silence: 10⁵ of them)."""

@@ -20,11 +20,11 @@ from rules._family import (
     Cols,
     Column,
     Context,
+    DueTimers,
     Family,
     Int64s,
     KindView,
     Small,
-    earliest,
     per_device,
 )
 from rules._hit import Hit, duration, num
@@ -32,7 +32,7 @@ from rules._hit import Hit, duration, num
 TYPE = "DEVICE_OFFLINE"
 
 
-class OfflineRules(Family):
+class OfflineRules(DueTimers, Family):
     state_key = "OfflineRules"
     kinds = tuple(spec.name for spec in KINDS if spec.can_go_offline)
     types = (TYPE,)
@@ -113,17 +113,6 @@ class OfflineRules(Family):
             limit = deadline.item(i)
             due[i] = now + limit if limit >= 0 else NEVER
         return True
-
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
-        expired = earliest(cols["due"], now_ms, limit)
-        if expired.size:
-            self._fire(view, cols, expired, out)
-        return int(expired.size)
-
-    def overdue(self, view: KindView, cols: Cols, local: Int64s, out: list[Hit]) -> None:
-        waiting = local[self.ctx.ticks.waiting(cols["due"][local])]
-        if waiting.size:
-            self._fire(view, cols, waiting, out)
 
     def _fire(self, view: KindView, cols: Cols, expired: Int64s, out: list[Hit]) -> None:
         """Raise these entries, each at the time its timer fired."""

@@ -35,11 +35,11 @@ from rules._family import (
     Cols,
     Column,
     Context,
+    DueTimers,
     Family,
     Int64s,
     KindView,
     Small,
-    earliest,
     per_device,
 )
 from rules._hit import Hit, duration, num
@@ -50,7 +50,7 @@ VECTOR_FROM = 24
 below, numpy's fixed cost is more than the loop's."""
 
 
-class PatrolRules(Family):
+class PatrolRules(DueTimers, Family):
     state_key = "PatrolRules"
     kinds = (KIND,)
     types = ("PATROL_HAZARD", "PATROL_MISSED", "PATROL_TOO_FAST")
@@ -311,17 +311,6 @@ class PatrolRules(Family):
             f"(interval {num(float(self.interval_h[local]))} h "
             f"× {num(self.ctx.config.patrol_missed.factor)})",
         )
-
-    def tick(self, view: KindView, cols: Cols, now_ms: int, out: list[Hit], limit: int | None = None) -> int:
-        expired = earliest(cols["due"], now_ms, limit)
-        if expired.size:
-            self._fire(view, cols, expired, out)
-        return int(expired.size)
-
-    def overdue(self, view: KindView, cols: Cols, local: Int64s, out: list[Hit]) -> None:
-        waiting = local[self.ctx.ticks.waiting(cols["due"][local])]
-        if waiting.size:
-            self._fire(view, cols, waiting, out)
 
     def _fire(self, view: KindView, cols: Cols, expired: Int64s, out: list[Hit]) -> None:
         """Missed on the service clock, each at the time its timer fired."""
