@@ -6,12 +6,14 @@ formats line protocol, writes to InfluxDB and acks after the write."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import orjson
@@ -23,6 +25,7 @@ from paho.mqtt.properties import Properties
 from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
 from devices import KIND_BY_NAME, Registry
 from firegrid._services import Influxd, Mosquitto, free_port, wait_for
+from simulators import parse_mqtt_url
 
 IDLE_S = 2.0
 """A drain is over once nothing arrived for this long (the queue is empty)."""
@@ -151,6 +154,26 @@ def _client(broker: Mosquitto, client_id: str, manual_ack: bool = False) -> mqtt
         manual_ack=manual_ack,
     )
     client.username_pw_set(INGEST_ACCOUNT, broker.passwords[INGEST_ACCOUNT])
+    return client
+
+
+MessageHandler = Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]
+
+
+def subscriber(url: str, topic: str, on_message: MessageHandler, label: str) -> mqtt.Client:
+    """A clean MQTT 5 client of ``url``'s account, subscribed to ``topic`` at QoS 1, its network
+    thread started, connected (TCP_NODELAY: a measurement of firegrid, not of Nagle's delay)."""
+    host, port, user, password = parse_mqtt_url(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    client.username_pw_set(user, password)
+    client.on_message = on_message
+    client.connect(host, port)
+    sock = client.socket()
+    assert isinstance(sock, socket.socket)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.subscribe(topic, 1)
+    client.loop_start()
+    wait_for(client.is_connected, 10, f"{label} connected ({topic})")
     return client
 
 

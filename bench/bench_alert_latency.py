@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,14 +21,14 @@ from pathlib import Path
 import httpx
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
+from bench._field import subscriber
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto, free_port, wait_for
-from simulators import parse_mqtt_url, write_world
+from simulators import write_world
 
 
 def cpu_seconds(pid: int) -> float:
@@ -58,22 +57,10 @@ class Probe:
         self.round = 0
         self.arrived: dict[str, float] = {}
         self.lock = threading.Lock()
-        self.client = self._connect(url, "alerts/#")
-        self.echo = None if echo_url is None else self._connect(echo_url, f"{PROBE_TOPIC}/#")
-
-    def _connect(self, url: str, topic: str) -> mqtt.Client:
-        host, port, user, password = parse_mqtt_url(url)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        client.username_pw_set(user, password)
-        client.on_message = self._on_message
-        client.connect(host, port)
-        sock = client.socket()
-        assert isinstance(sock, socket.socket)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # measure firegrid, not Nagle
-        client.subscribe(topic, 1)
-        client.loop_start()
-        wait_for(client.is_connected, 10, f"probe connected ({topic})")
-        return client
+        self.client = subscriber(url, "alerts/#", self._on_message, "probe")
+        self.echo = (
+            None if echo_url is None else subscriber(echo_url, f"{PROBE_TOPIC}/#", self._on_message, "probe")
+        )
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()

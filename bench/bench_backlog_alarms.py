@@ -29,7 +29,6 @@ from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -41,6 +40,7 @@ from bench._field import (
     load_average,
     open_session,
     publish_every_device,
+    subscriber,
 )
 from bench.bench_alert_latency import background_traffic, percentile
 from devices import Registry
@@ -57,14 +57,7 @@ class AlarmTap:
         self.sent: dict[str, float] = {}
         self.alerted: dict[str, float] = {}
         self._lock = threading.Lock()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        client.username_pw_set(SIMULATOR_ACCOUNT, broker.passwords[SIMULATOR_ACCOUNT])
-        client.on_message = self._on_message
-        client.connect("127.0.0.1", broker.port)
-        client.subscribe("alerts/#", 1)
-        client.loop_start()
-        wait_for(client.is_connected, 10, "alarm tap connected")
-        self._client = client
+        self._client = subscriber(broker.url_as(SIMULATOR_ACCOUNT), "alerts/#", self._on_message, "alarm tap")
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()

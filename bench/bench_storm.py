@@ -30,7 +30,6 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as mqtt
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,11 +42,12 @@ from bench._field import (
     ingest_env,
     load_average,
     open_session,
+    subscriber,
 )
 from bench.bench_alert_latency import Probe, cpu_seconds, percentile
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto, wait_for
-from simulators import load_scenario, parse_mqtt_url, write_world
+from simulators import load_scenario, write_world
 
 LEAD_S = 10
 """Seconds of normal traffic before the storm's first alarm."""
@@ -129,18 +129,10 @@ class Tap:
         self.alert_at: dict[tuple[str, str], float] = {}
         self.lock = threading.Lock()
         # two accounts: ingest's may read the devices' topics, the simulator's the alerts (as Probe)
-        self.clients = [self._connect(telemetry_url, "fire/+/smoke/#"), self._connect(alerts_url, "alerts/#")]
-
-    def _connect(self, url: str, topic: str) -> mqtt.Client:
-        host, port, user, password = parse_mqtt_url(url)
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        client.username_pw_set(user, password)
-        client.on_message = self._on_message
-        client.connect(host, port)
-        client.subscribe(topic, 1)
-        client.loop_start()
-        wait_for(client.is_connected, 10, f"tap connected ({topic})")
-        return client
+        self.clients = [
+            subscriber(url, topic, self._on_message, "tap")
+            for url, topic in ((telemetry_url, "fire/+/smoke/#"), (alerts_url, "alerts/#"))
+        ]
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
