@@ -61,20 +61,13 @@ class Inbox:
         ``readings=False``: alarms only (while the readings wait for room downstream); waits
         ``timeout`` for one."""
         queued_readings, alarms = self._lanes
-        if not readings:
-            if not alarms:
-                self._alarms_ready.wait(timeout)
-            self._alarms_ready.clear()
-            batch = self._pop(alarms, max_messages)
-            if alarms:
-                self._alarms_ready.set()
-            return batch
-        if not queued_readings and not alarms:
-            self._ready.wait(timeout)
-        self._ready.clear()
-        batch = self._pop(alarms if alarms else queued_readings, max_messages)
-        if queued_readings or alarms:
-            self._ready.set()
+        ready = self._ready if readings else self._alarms_ready
+        if not alarms and not (readings and queued_readings):
+            ready.wait(timeout)
+        ready.clear()
+        batch = self._pop(alarms if alarms or not readings else queued_readings, max_messages)
+        if alarms or (readings and queued_readings):
+            ready.set()
         return batch
 
     @staticmethod
