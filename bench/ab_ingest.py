@@ -12,6 +12,12 @@ or with ``--rules`` each pipeline with its own revision's Hazards sink (rules en
 store, as in bench_hotpath: the whole per-batch path); the workloads are bench_hotpath's.
 
     .venv/bin/python bench/ab_ingest.py --rev 6812366 [--new HEAD] [--rounds 5] [--only district] [--rules]
+    .venv/bin/python bench/ab_ingest.py --rev 6812366 --check [--rules]   # same outputs?
+
+``--check`` times nothing: every batch (warm and timed, with a few bad messages added to each:
+see :func:`with_bad`) goes through both sides, and the lines each returns and the messages each
+Hazards sink publishes must be equal, event ids aside (ULIDs differ between runs: each is
+replaced by its order of first appearance).
 
 (Before 2026-12-03 ~19:00 UTC this loaded only the old ``ingest/_decode.py``, ``_encode.py`` and
 ``_pipeline.py`` beside today's tree; the figures in RESULTS.md say which.)
@@ -22,11 +28,13 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -76,7 +84,7 @@ class Side:
     modules: dict[str, ModuleType]
     registry: Any
 
-    def build(self, data_dir: Path, rules: bool, clock_ms: Any) -> tuple[Any, Any]:
+    def build(self, data_dir: Path, rules: bool, clock_ms: Any, publisher: Any = None) -> tuple[Any, Any]:
         """(pipeline, hazards or None), as bench_hotpath's ``build`` makes them."""
         m = self.modules
         hazards = None
@@ -84,7 +92,8 @@ class Side:
         if rules:
             clock = m["firegrid._clock"].Clock(1.0, time.time_ns() // 1_000_000, T0)
             config = m["rules"].RulesConfig()
-            hazards = m["firegrid._hazards"].Hazards(self.registry, config, data_dir, Silent(), clock=clock)
+            publisher = Silent() if publisher is None else publisher
+            hazards = m["firegrid._hazards"].Hazards(self.registry, config, data_dir, publisher, clock=clock)
             hazards.on_connection_change(True)
             sinks = [hazards]
         ingest = m["ingest"]
@@ -124,6 +133,94 @@ def compare(workload: Workload, sides: list[Side], rounds: int, root: Path, rule
     return spent_us
 
 
+class Recorder:
+    """A publisher that keeps what it is given (no message ids: the outbox acks at once)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        self.sent.append((topic, payload))
+
+
+_ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+class Ids:
+    """Each event id (a ULID) replaced by its order of first appearance."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        return _ULID.sub(lambda m: self.seen.setdefault(m.group(), f"E{len(self.seen)}"), text)
+
+
+def with_bad(batch: list[Any], n: int) -> list[Any]:
+    """``batch`` with a few bad messages inserted (rejects must be equal too): a truncated
+    payload, an unknown device, a field of the wrong type, NaN, a replay of the batch's first
+    message (a duplicate seq) and a payload that is not an object."""
+    if not batch:
+        return batch
+    first = batch[0]
+    head, _, _ = first.topic.rpartition("/")
+
+    def like(topic: str, payload: bytes) -> Any:
+        return type(first)(first.mid, first.qos, topic, payload, first.received_ms, first.generation)
+
+    body = first.payload
+    bad = [
+        like(first.topic, body[: len(body) // 2]),
+        like(f"{head}/NOSUCH{n}", body),
+        like(first.topic, body.replace(b'"seq":', b'"seq":"x","was":', 1)),
+        like(first.topic, body.replace(b'"ts":', b'"v":NaN,"ts":', 1)),
+        like(first.topic, body),
+        like(first.topic, b"[1, 2]"),
+    ]
+    return [*batch[: len(batch) // 2], *bad, *batch[len(batch) // 2 :]]
+
+
+def check(workload: Workload, sides: list[Side], root: Path, rules: bool) -> str:
+    """Every batch through both sides: what was compared when lines and publications are equal,
+    else the first difference (starting with ``DIFFERENT``)."""
+    now = [0]
+    recorders = [Recorder() for _ in sides]
+    built = [
+        side.build(Path(tempfile.mkdtemp(dir=root)), rules, lambda: now[0], recorder)
+        for side, recorder in zip(sides, recorders, strict=True)
+    ]
+    ids = [Ids() for _ in sides]
+    problem = ""
+    compared = Counter[str]()
+    for n, good in enumerate(workload.warm + workload.timed):
+        batch = with_bad(good, n)
+        now[0] = batch[-1].received_ms
+        outputs = []
+        for (pipeline, _), recorder, rename in zip(built, recorders, ids, strict=True):
+            lines = [rename(line) for line in pipeline.process(batch)]
+            sent = [(t, rename(p.decode())) for t, p in recorder.sent]
+            recorder.sent.clear()
+            outputs.append((lines, sent))
+        compared.update(line.split(",", 1)[0].split(" ", 1)[0] for line in outputs[0][0])
+        compared["publications"] += len(outputs[0][1])
+        if outputs[0] != outputs[1]:
+            (old_lines, old_sent), (new_lines, new_sent) = outputs
+            for what, old, new in (("line", old_lines, new_lines), ("publication", old_sent, new_sent)):
+                for i, (a, b) in enumerate(zip(old, new, strict=False)):
+                    if a != b:
+                        problem = f"DIFFERENT: batch {n}, {what} {i}:\n  old {a}\n  new {b}"
+                        break
+                if not problem and len(old) != len(new):
+                    problem = f"DIFFERENT: batch {n}: {len(old)} {what}s old, {len(new)} new"
+                if problem:
+                    break
+            break
+    for _, hazards in built:
+        if hazards is not None:
+            hazards.close()
+    return problem or "equal: " + ", ".join(f"{n} {what}" for what, n in sorted(compared.items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,6 +230,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", default="district,every,storm,single,single-hit")
     parser.add_argument("--rules", action="store_true", help="each pipeline with a Hazards sink")
+    parser.add_argument("--check", action="store_true", help="compare the outputs instead of timing")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp:
         root = Path(tmp)
@@ -146,6 +244,13 @@ def main() -> int:
         gc.freeze()  # as the service does
         gc.set_threshold(50_000, 20, 100)
         what = "the whole path (Hazards sinks)" if args.rules else "ingest's share (no sinks)"
+        if args.check:
+            different = 0
+            for workload in loads:
+                problem = check(workload, sides, root, args.rules)
+                different += problem.startswith("DIFFERENT")
+                print(f"{workload.name:11s} {what}: {problem}", flush=True)
+            return 1 if different else 0
         print(f"{what}, {args.rev} against {args.new or 'the working tree'}, batch by batch; µs/msg")
         for workload in loads:
             olds, news = compare(workload, sides, args.rounds, root, args.rules)

@@ -48,9 +48,14 @@ SITE_TYPES = frozenset({"FIRE_CONFIRMED"})
 """Types deduplicated per site rather than per device."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Hit:
-    """One raise or clear of a condition, with everything an event needs."""
+    """One raise or clear of a condition, with everything an event needs.
+
+    Treat as immutable. Not ``frozen`` (like ``devices.Reading``): a frozen dataclass's
+    ``__init__`` sets each of the 14 fields through ``object.__setattr__``, ~3 µs a hit against
+    ~0.3 µs, and a storm of repeats builds one or two per message (issue 17). Equality and
+    hashing are by value, as before."""
 
     type: str
     severity: Severity
