@@ -249,9 +249,17 @@ class Hazards:
     # -- other threads -------------------------------------------------------------------------
 
     def on_connection_change(self, up: bool) -> None:
-        """While firegrid cannot hear devices, their offline timers stand still; alerts wait in the
-        outbox until the broker is back, then all of it is published again (network thread)."""
+        """The one connection that both hears the devices and publishes alerts (network thread)."""
+        self.on_readings_connection(up)
+        self.on_alert_link(up)
+
+    def on_readings_connection(self, up: bool) -> None:
+        """While firegrid cannot hear devices, their offline timers stand still (network thread)."""
         self._connection_changes.append((up, self.now_ms()))
+
+    def on_alert_link(self, up: bool) -> None:
+        """Alerts wait in the outbox while no connection can publish them, then all of it is
+        published again (network thread)."""
         self.events.on_connection_change(up)
 
     def on_published(self, mid: int, error: str | None) -> None:

@@ -26,6 +26,7 @@ from devices import (
     listen,
     load_registry,
 )
+from firegrid._alert_link import AlertLink
 from firegrid._districts import (
     ActionRouter,
     check_districts,
@@ -162,29 +163,26 @@ class IngestService:
         """The alarm lane (FIREGRID_ALARM_KINDS): a session of the alarm kinds' topics only, so
         that alarms never queue behind readings (ingest/_lanes.py); None when off."""
         self._consumers = [c for c in (self.alarm_consumer, self.consumer) if c is not None]
-        self._alert_link = self.alarm_consumer or self.consumer
-        """The connection alerts leave on: the alarm lane when there is one. On the readings
-        lane, an alert's PUBACK comes back behind up to a Receive Maximum of readings in flight,
-        so in a backlog the outbox's window filled and alerts waited seconds (measured,
-        bench/bench_backlog_alarms.py); the alarm lane's socket carries 2 % of the traffic."""
-        self._alert_link.publish_window = OUTBOX_WINDOW  # the outbox's whole window on the wire
+        self._alert_link = AlertLink(self._consumers, window=OUTBOX_WINDOW)
+        """Alerts and action results leave on the alarm lane's connection while it is up, else on
+        the readings connection (firegrid/_alert_link.py)."""
         device_rate = settings.device_rate_limit
         self.hazards = Hazards(
             self.registry,
             load_rules(settings.rules),
             settings.data_dir,
-            self._alert_link.client,
+            self._alert_link,
             topic_prefix=prefix,
             durable_fsync=settings.durable_fsync,
             rate_limit_per_s=device_rate.per_s if device_rate is not None else None,
             stopping=self._stopping,
             clock=self.clock,
         )
-        # the hazard sink publishes through the alert link's client and hears of its connection
+        # the outbox hears of the link's changes and of the PUBACKs that empty it
+        self._alert_link.bind(self.hazards.on_alert_link, self.hazards.on_published)
         self.consumer.on_connection_change = self._on_connection_change
         if self.alarm_consumer is not None:
             self.alarm_consumer.on_connection_change = self._on_alarm_lane_change
-        self._alert_link.on_published = self.hazards.on_published  # PUBACKs empty the alert outbox
         self.metrics.alert_outbox_depth.set_function(lambda: self.hazards.events.outbox_depth)
         self.pipeline = Pipeline(
             self.registry,
@@ -275,14 +273,14 @@ class IngestService:
 
     def _on_connection_change(self, up: bool) -> None:
         self.metrics.mqtt_connected.set(1 if up else 0)
-        if self._alert_link is self.consumer:
-            self.hazards.on_connection_change(up)
+        self.hazards.on_readings_connection(up)  # the devices are heard on the readings connection
+        self._alert_link.connection_changed()
         if up:
             self._subscribed.set()
 
     def _on_alarm_lane_change(self, up: bool) -> None:
         self.metrics.alarm_lane_connected.set(1 if up else 0)
-        self.hazards.on_connection_change(up)  # the alert link
+        self._alert_link.connection_changed()
 
     def _on_action(self, message: mqtt.MQTTMessage) -> None:
         worker = self._topics.action_worker(message.topic)

@@ -10,7 +10,9 @@ import time
 import orjson
 
 from access import SIMULATOR_ACCOUNT
+from firegrid._service import IngestService
 from firegrid._services import Influxd, Mosquitto
+from firegrid._settings import load_settings
 from tests.faults import metric
 from tests.helpers import eventually, influx_query
 from tests.integration.conftest import IngestProcess
@@ -121,3 +123,40 @@ def test_after_an_upgrade_an_action_is_answered_once(
     answered = [orjson.loads(p)["event_id"] for t, p in list(watcher.messages) if t == results]
     assert sorted(answered) == ["01JF0000000000000000000000", "01JF0000000000000000000001"]
     watcher.close()
+
+
+def test_with_one_connection_down_alerts_go_out_on_the_other_and_devices_are_heard_as_they_are(
+    ingest_env: dict[str, str], broker: Mosquitto, topic_prefix: str
+) -> None:
+    """Alerts leave on the alarm lane's connection, but never wait for its reconnect while the
+    readings connection is up (firegrid/_alert_link.py); the offline timers stand still only while
+    the readings connection, the one that hears every device, is down. In-process, to hold one
+    connection down for as long as the test needs."""
+    service = IngestService(load_settings(environ=ingest_env))
+    alarm_lane, readings = service.alarm_consumer, service.consumer
+    assert alarm_lane is not None
+    watcher = TestClient(broker.url_as(SIMULATOR_ACCOUNT))
+    service.start()
+    try:
+        eventually(lambda: alarm_lane.connected and readings.connected, timeout=30, what="both connections")
+        watcher.subscribe(f"{topic_prefix}alerts/#")
+        alarm_lane.stop()  # down, and no reconnect
+        eventually(lambda: not alarm_lane.connected, timeout=10, what="the alarm lane down")
+        alarm = {"seq": 1, "ts": int(time.time() * 1000), "alarm": True, "obscuration_db_m": 0.4}
+        watcher.publish(f"{topic_prefix}fire/D01/smoke/S0000", alarm)  # heard on the readings lane
+
+        def alerted() -> bool:
+            return any(
+                (body := orjson.loads(payload)).get("type") == "FIRE_ALARM"
+                and body.get("device_id") == "S0000"
+                for _, payload in list(watcher.messages)
+            )
+
+        eventually(alerted, timeout=10, what="the FIRE_ALARM alert on the readings connection")
+        assert not service.hazards.engine.suspended, "the devices are heard: their offline timers run"
+
+        readings.stop()  # now firegrid hears no device: their offline timers stand still
+        eventually(lambda: service.hazards.engine.suspended, timeout=10, what="the offline timers suspended")
+    finally:
+        watcher.close()
+        service.stop()
