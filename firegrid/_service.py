@@ -54,6 +54,7 @@ from ingest import (
     Store,
     alarm_subscriptions,
     encode_line,
+    end_session,
     series_key,
 )
 from rules import load_rules
@@ -398,6 +399,15 @@ class IngestService:
         self._worker.start()
         for consumer in self._consumers:
             consumer.start()
+        if self.alarm_consumer is None:
+            threading.Thread(target=self._end_alarm_session, name="end-alarm-session", daemon=True).start()
+
+    def _end_alarm_session(self) -> None:
+        """With the alarm lane off, its session from an earlier start would queue every alarm kind's
+        message at the broker for a week (its expiry), up to the broker's queue limit: end it."""
+        client_id = f"{self.settings.mqtt_client_id}-alarms"
+        if end_session(self.settings.mqtt_url, client_id, ca_file=self.settings.mqtt_ca):
+            log.info("alarm lane off: ended its MQTT session %s, if there was one", client_id)
 
     def stop(self) -> None:
         """Clean stop: process and ack what was received, then disconnect (the session stays)."""

@@ -11,7 +11,7 @@ from devices import (
     series_key,
 )
 from ingest._committer import Committer
-from ingest._consumer import MqttConsumer
+from ingest._consumer import MqttConsumer, end_session
 from ingest._decode import Decoded, Decoder, Reject, RejectReason
 from ingest._dedup import SeqDeduplicator
 from ingest._encode import PointEncoder
@@ -51,6 +51,7 @@ __all__ = [
     "encode_fields",
     "encode_line",
     "encode_trusted_fields",
+    "end_session",
     "escape_key",
     "escape_measurement",
     "expected_string",

@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -208,7 +209,7 @@ class MqttConsumer:
         if self.address.user:
             client.username_pw_set(self.address.user, self.address.password)
         if self.address.tls:
-            client.tls_set_context(self._tls_context(ca_file))
+            client.tls_set_context(_tls_context(ca_file))
             client.on_certificate_refused = self._on_certificate_refused
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_queued_messages_set(0)
@@ -221,17 +222,6 @@ class MqttConsumer:
         client.handled_prefixes = tuple(_fixed_prefix(f) for f in extra_handlers or {})
         client.on_plain_publish = self._deliver
         self.client = client
-
-    def _tls_context(self, ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
-        """Verify the broker's certificate chain and host name (TLS 1.2 or later)."""
-        try:
-            context = ssl.create_default_context(cafile=ca_file)
-        except OSError as exc:  # ssl.SSLError included
-            raise SettingsError(
-                f"cannot load the MQTT CA certificates from {ca_file}: {exc.strerror or exc}"
-            ) from exc
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        return context
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -352,6 +342,54 @@ class MqttConsumer:
                     client.ack(message.mid, message.qos)
 
         return callback
+
+
+def _tls_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """Verify the broker's certificate chain and host name (TLS 1.2 or later)."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except OSError as exc:  # ssl.SSLError included
+        raise SettingsError(
+            f"cannot load the MQTT CA certificates from {ca_file}: {exc.strerror or exc}"
+        ) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def end_session(
+    url: str, client_id: str, *, ca_file: str | os.PathLike[str] | None = None, timeout: float = 10.0
+) -> bool:
+    """End the persistent session ``client_id`` may hold at the broker, and drop what it queued: a
+    clean start with a session expiry of 0, then a disconnect. False (logged) when the broker did
+    not accept the connection within ``timeout`` s."""
+    address = MqttUrl.parse(url)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    if address.user:
+        client.username_pw_set(address.user, address.password)
+    if address.tls:
+        client.tls_set_context(_tls_context(ca_file))
+    accepted = threading.Event()
+    client.on_connect = lambda c, u, flags, reason, properties: None if reason.is_failure else accepted.set()
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 0
+    try:
+        client.connect(address.host, address.port, keepalive=30, clean_start=True, properties=properties)
+    except (OSError, ValueError) as exc:
+        log.warning("could not end the MQTT session %s at %s: %s", client_id, address, exc)
+        return False
+    client.loop_start()
+    try:
+        if not accepted.wait(timeout):
+            log.warning(
+                "could not end the MQTT session %s at %s: no CONNACK in %.0f s", client_id, address, timeout
+            )
+            return False
+        return True
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def _fixed_prefix(topic_filter: str) -> str:

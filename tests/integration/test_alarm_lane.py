@@ -8,8 +8,12 @@ import signal
 import time
 
 import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from access import SIMULATOR_ACCOUNT
+from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT
 from firegrid._service import IngestService
 from firegrid._services import Influxd, Mosquitto
 from firegrid._settings import load_settings
@@ -160,3 +164,37 @@ def test_with_one_connection_down_alerts_go_out_on_the_other_and_devices_are_hea
     finally:
         watcher.close()
         service.stop()
+
+
+def _session_present(broker: Mosquitto, client_id: str) -> bool:
+    """Whether the broker holds a session of ``client_id`` (resumed once, then ended)."""
+    flags: list[bool] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.username_pw_set(INGEST_ACCOUNT, broker.passwords[INGEST_ACCOUNT])
+    client.on_connect = lambda c, u, f, reason, p: flags.append(f.session_present)
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = 0
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=properties)
+    client.loop_start()
+    try:
+        eventually(lambda: bool(flags), timeout=10, what=f"the CONNACK of {client_id}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return flags[0]
+
+
+def test_turning_the_lane_off_ends_its_session(ingest: IngestProcess, broker: Mosquitto) -> None:
+    """With ``FIREGRID_ALARM_KINDS=`` the alarm lane's session of an earlier start would queue
+    every smoke message at the broker for a week (its expiry): ingest ends it."""
+    assert ingest.stop(signal.SIGTERM) == 0  # the lane's session stays at the broker
+    ingest.env["FIREGRID_ALARM_KINDS"] = ""
+    ingest.start()
+    eventually(
+        lambda: "ended its MQTT session" in ingest.log(), timeout=30, what="the alarm lane's session ended"
+    )
+    assert ingest.stop(signal.SIGTERM) == 0
+    assert not _session_present(broker, ingest.env["FIREGRID_CLIENT_ID"] + "-alarms")
+    assert _session_present(broker, ingest.env["FIREGRID_CLIENT_ID"])  # the readings session stays
