@@ -9,6 +9,7 @@ from pydantic import Field
 
 from devices._ids import Identifier
 from devices._kind import FieldValue, KindSpec, Payload, put
+from devices._lineproto import quote_string
 
 Hazard = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -29,6 +30,15 @@ class PatrolPayload(Payload):
             fields["hazards"] = ",".join(hazards)
         put(fields, "note", self.note or None)
         return fields
+
+    def influx_fields_text(self) -> str:
+        hazards = self.hazards
+        if not hazards:
+            text = f'result="{self.result}",hazard_count=0.0'
+        else:
+            text = f'result="{self.result}",hazard_count={float(len(hazards))!r},hazards='
+            text += quote_string(",".join(hazards))
+        return (text + f",note={quote_string(self.note)}") if self.note else text
 
     def influx_tags(self) -> Mapping[str, str]:
         return {"worker": self.worker_id}

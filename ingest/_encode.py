@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from devices import Reading, Registry, encode_line, escape_key, series_key
 from ingest._decode import Reject
+
+TAGS_MAX = 1 << 14
+"""Distinct extra tag sets whose text :class:`PointEncoder` keeps (emptied when full)."""
 
 
 class PointEncoder:
@@ -15,6 +18,8 @@ class PointEncoder:
         self.registry = registry
         self._series: list[str | None] = [None] * registry.slots
         self._last_reject_ms: dict[str, int] = {}
+        self._tags: dict[tuple[tuple[str, str], ...], str] = {}
+        """A payload's extra tags (``influx_tags`` items) → their ``,key=value`` text."""
 
     def _reject_time(self, reason: str, received_ms: int) -> int:
         """Rejects of one reason share a series: give each its own millisecond, or they overwrite."""
@@ -38,15 +43,24 @@ class PointEncoder:
             self._series[slot] = series
         return series
 
+    def _tags_text(self, extra: Mapping[str, str]) -> str:
+        """Extra tags after the series key's (their keys sort after "site"), escaped once per
+        distinct set (a patrol scan's worker: issue 17), at most TAGS_MAX sets kept."""
+        text = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(extra.items()) if v)
+        if len(self._tags) >= TAGS_MAX:
+            self._tags.clear()
+        self._tags[tuple(extra.items())] = text
+        return text
+
     def readings(self, readings: Iterable[Reading], out: list[str]) -> None:
         series_cache = self._series
         append = out.append
         for reading in readings:
             series = series_cache[reading.slot] or self._series_of(reading.slot)
             payload = reading.payload
-            if payload.has_influx_tags:  # tag keys sort after "site" (only patrol's "worker" today)
+            if payload.has_influx_tags:  # only patrol's "worker" today
                 extra = payload.influx_tags()
-                series += "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(extra.items()) if v)
+                series += self._tags.get(tuple(extra.items())) or self._tags_text(extra)
             append(f"{series} {payload.influx_fields_text()} {reading.ts}")
 
     def rejects(self, rejects: Iterable[Reject], out: list[str]) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -10,8 +12,10 @@ from devices import KINDS, Reading, Registry, SmokePayload
 from ingest import (
     Decoded,
     Decoder,
+    PointEncoder,
     RejectReason,
     SeqDeduplicator,
+    _encode,
     encode_line,
     escape_key,
     quote_string,
@@ -132,3 +136,37 @@ def test_field_keys_need_no_escaping() -> None:
         spec = next(s for s in KINDS if set(s.sample) <= set(sample) or s.sample is sample)
         payload = spec.adapter.validate_json(orjson.dumps(sample))
         assert all(re.fullmatch(r"[a-z0-9_]+", key) for key in payload.influx_fields())
+
+
+class _Tagged(SmokePayload):
+    """A smoke reading with extra tags (as patrol's worker), which may need escaping."""
+
+    has_influx_tags: ClassVar[bool] = True
+    tags: dict[str, str]
+
+    def influx_tags(self) -> Mapping[str, str]:
+        return self.tags
+
+
+def test_extra_tags_are_escaped_sorted_and_cached_per_set(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_encode, "TAGS_MAX", 2)
+    encoder = PointEncoder(registry)
+    slot = registry.slot_of["S0000"]
+    base = series_key(
+        "smoke",
+        [
+            ("district", registry.district_of(slot)),
+            ("grid", registry.grid_of(slot)),
+            ("site", registry.site_of(slot)),
+            ("device", "S0000"),
+        ],
+    )
+    sets = [{"worker": "W 1"}, {"z": "2", "worker": "a,b"}, {"worker": "W2"}, {"y": "", "worker": "x=y"}]
+    for _ in range(2):  # the second time from the cache, or after it was emptied
+        lines: list[str] = []
+        readings = [Reading(slot, "S0000", 5, _Tagged(alarm=False, tags=tags)) for tags in sets]
+        encoder.readings(readings, lines)
+        tags = [",worker=W\\ 1", ",worker=a\\,b,z=2", ",worker=W2", ",worker=x\\=y"]
+        assert lines == [f"{base}{t} alarm=false 5" for t in tags]

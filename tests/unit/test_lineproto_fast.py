@@ -8,7 +8,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices import KINDS, ElectricalPayload, Payload, SmokePayload, WaterPayload, encode_trusted_fields
+from devices import (
+    KINDS,
+    ElectricalPayload,
+    PatrolPayload,
+    Payload,
+    SmokePayload,
+    WaterPayload,
+    encode_trusted_fields,
+)
 from devices._lineproto import FLOAT_TEXT, FLOAT_TEXTS_MAX
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers(-(2**53), 2**53)
@@ -46,6 +54,15 @@ water: st.SearchStrategy[dict[str, Any]] = st.builds(
     fault=faults,
 )
 
+texts = st.text(min_size=1, max_size=30)  # quotes, backslashes, newlines, commas included
+patrol: st.SearchStrategy[dict[str, Any]] = st.builds(
+    dict,
+    worker_id=st.just("W0001"),
+    result=st.sampled_from(["ok", "hazard"]),
+    hazards=optional(st.lists(texts, max_size=5)),
+    note=optional(st.text(max_size=50)),
+)
+
 
 def check(model: type[Payload], document: dict[str, Any]) -> None:
     payload = model.model_validate({k: v for k, v in document.items() if v is not None}, strict=True)
@@ -70,6 +87,12 @@ def test_water(document: dict[str, Any]) -> None:
     check(WaterPayload, document)
 
 
+@settings(max_examples=300, deadline=None)
+@given(patrol)
+def test_patrol(document: dict[str, Any]) -> None:
+    check(PatrolPayload, document)
+
+
 def test_samples_and_special_values() -> None:
     for spec in KINDS:
         payload = spec.payload.model_validate(spec.sample)
@@ -78,6 +101,8 @@ def test_samples_and_special_values() -> None:
         check(SmokePayload, {"alarm": True, "fault": fault, "battery_pct": 0})
         check(ElectricalPayload, {"residual_ma": 0, "temp_c": [-0.0, 1e300, 5], "fault": fault})
         check(WaterPayload, {"pressure_mpa": -1e-300, "fault": fault})
+        check(PatrolPayload, {"worker_id": "W1", "result": "hazard", "hazards": [], "note": fault})
+        check(PatrolPayload, {"worker_id": "W1", "result": "ok", "hazards": [fault or "x", "y"]})
 
 
 def test_tags_flag_matches_tags() -> None:
