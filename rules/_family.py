@@ -149,14 +149,44 @@ class Ticks:
         return times[np.searchsorted(times, due, side="left")]
 
 
+WHO_MAX = 1 << 16
+"""Devices whose identity :class:`Context` keeps for building hits (emptied when full)."""
+
+
 class Context:
     """What families share: the registry (replaced on reload), the config, the ticks that left
     timers due, and hit building."""
 
     def __init__(self, registry: Registry, config: RulesConfig) -> None:
-        self.registry = registry
+        self._registry = registry
+        self._who: dict[int, tuple[str, str, str, str, str]] = {}
+        """slot → (device_id, site_id, kind, grid_id, district) of the devices with hits: four
+        numpy lookups a hit otherwise, and a storm of repeats hits the same devices (issue 17)."""
         self.config = config
         self.ticks = Ticks()
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        self._registry = registry
+        self._who.clear()
+
+    def _identify(self, slot: int) -> tuple[str, str, str, str, str]:
+        reg = self._registry
+        who = (
+            reg.device_ids[slot],
+            reg.site_of(slot),
+            reg.kind_of(slot),
+            reg.grid_of(slot),
+            reg.district_of(slot),
+        )
+        if len(self._who) >= WHO_MAX:
+            self._who.clear()
+        self._who[slot] = who
+        return who
 
     def enabled(self, rule_type: str) -> bool:
         return self.config.rule(rule_type).enabled
@@ -207,19 +237,17 @@ class Context:
         """A hit for the device in ``slot``, whether or not the rule is enabled: callers that
         check :meth:`enabled` first, so as to build no message for a disabled rule."""
         rule = self.config.rule(rule_type)
-        reg = self.registry
-        device_id = reg.device_ids[slot]
-        site_id = reg.site_of(slot)
+        device_id, site_id, kind, grid_id, district = self._who.get(slot) or self._identify(slot)
         scope, subject = ("site", site_id) if rule_type in SITE_TYPES else ("device", device_id)
         return Hit(
             type=rule_type,
             severity=severity or rule.severity,
-            kind=reg.kind_of(slot),
+            kind=kind,
             slot=slot,
             device_id=device_id,
             site_id=site_id,
-            grid_id=reg.grid_of(slot),
-            district=reg.district_of(slot),
+            grid_id=grid_id,
+            district=district,
             key=(scope, subject, rule_type),
             state=state,
             value=None if value is None else float(value),

@@ -331,3 +331,32 @@ def test_reload_with_a_registry_loaded_without_previous_is_refused(tmp_path: Pat
     (root / "devices.csv").write_text("\n".join(lines[:4]) + "\n")
     with pytest.raises(ValueError, match="previous"):
         world.engine.reload(Registry.load(root), T0)
+
+
+def test_hits_after_a_reload_name_the_device_where_it_is_now(tmp_path: Path) -> None:
+    """Hits carry the device's grid, site and district of the registry in use (the engine keeps
+    them per device between hits, forgotten at a reload)."""
+    root = registry_dir(tmp_path / "reg")
+    registry = Registry.load(root)
+    world = World(registry)
+    before = world.one(world.smoke("S0000", T0, alarm=True), now=T0)
+    assert [(h.type, h.grid_id) for h in before] == [
+        ("FIRE_ALARM", registry.grid_of(registry.slot_of["S0000"]))
+    ]
+    rows = (root / "devices.csv").read_text().splitlines()
+    moved = []
+    for row in rows:
+        cells = row.split(",")
+        if cells[0] == "S0000":  # the next grid north, and another site
+            cells[3], cells[4] = "S9", str(float(cells[4]) + 0.01)
+        moved.append(",".join(cells))
+    (root / "devices.csv").write_text("\n".join(moved) + "\n")
+    reloaded = Registry.load(root, previous=registry)
+    slot = reloaded.slot_of["S0000"]
+    assert (reloaded.grid_of(slot), reloaded.site_of(slot)) != (before[0].grid_id, before[0].site_id)
+    world.engine.reload(reloaded, T0 + 1_000)
+    world.registry = reloaded
+    after = world.one(world.smoke("S0000", T0 + 2_000, alarm=False), now=T0 + 2_000)
+    assert [(h.type, h.state, h.grid_id, h.site_id) for h in after] == [
+        ("FIRE_ALARM", "clear", reloaded.grid_of(slot), "S9")
+    ]
