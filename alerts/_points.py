@@ -16,10 +16,11 @@ last one written before it (the floor is kept in the store).
 from __future__ import annotations
 
 from alerts._event import Event
-from devices import quote_string, series_key
+from devices import FLOAT_TEXT, quote_string, series_key
 
 MEASUREMENT = "events"
 _MAX_FIXED = 100_000
+_MAX_QUOTED = 4_096
 
 
 class PointClock:
@@ -34,6 +35,16 @@ class PointClock:
         self._series: dict[tuple[str, str, str, str, str], str] = {}
         self._fixed: dict[str, tuple[float | None, float | None, str]] = {}
         """event_id → (lat, lon, the fields that never change but with a reroute), formatted."""
+        self._quoted: dict[str, str] = {}
+        """message → its quoted text (repeats of an event mostly say the same thing)."""
+
+    def quoted(self, message: str) -> str:
+        text = self._quoted.get(message)
+        if text is None:
+            if len(self._quoted) >= _MAX_QUOTED:
+                self._quoted.clear()
+            text = self._quoted[message] = quote_string(message)
+        return text
 
     def fixed(self, event: Event) -> str:
         """``event_id=…,device=…,site=…[,lat=…,lon=…]`` of ``event`` (cached: issue 17).
@@ -78,11 +89,11 @@ def event_line(event: Event, change: str, clock: PointClock, now_ms: int, *, wit
     if with_state:
         parts.append(f'state="{event.state}"')
     if event.value is not None:
-        parts.append(f"value={float(event.value)!r}")
+        parts.append("value=" + FLOAT_TEXT[event.value])
     if event.threshold is not None:
-        parts.append(f"threshold={float(event.threshold)!r}")
-    parts.append(f"count={float(event.count)!r}")
-    parts.append(f"message={quote_string(event.message)}")
+        parts.append("threshold=" + FLOAT_TEXT[event.threshold])
+    parts.append("count=" + FLOAT_TEXT[event.count])
+    parts.append("message=" + clock.quoted(event.message))
     parts.append(f'change="{change}"')
     parts.append("cleared=true" if event.cleared else "cleared=false")
     parts.append("escalated=true" if event.escalated else "escalated=false")

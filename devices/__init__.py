@@ -25,6 +25,7 @@ from devices._geo import EARTH_RADIUS_M, haversine_m, haversine_m_array
 from devices._ids import ID_PATTERN, Identifier, is_identifier
 from devices._kind import MAX_BATCH, MAX_PAYLOAD, FieldValue, KindSpec, Payload
 from devices._lineproto import (
+    FLOAT_TEXT,
     encode_fields,
     encode_line,
     encode_trusted_fields,
@@ -47,6 +48,7 @@ from devices.water import WaterPayload
 
 __all__ = [
     "EARTH_RADIUS_M",
+    "FLOAT_TEXT",
     "ID_PATTERN",
     "KINDS",
     "KIND_BY_NAME",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
-from alerts import REPEAT_POINT_MS, EventStore
+import pytest
+
+from alerts import REPEAT_POINT_MS, EventStore, _points
+from alerts._event import Event
+from devices import quote_string
 from tests.unit.alerts.conftest import MINUTE, T0, HitFactory, action, parse_line
 
 
@@ -95,3 +100,54 @@ def test_times_are_unique_per_series(store: EventStore, hit: HitFactory) -> None
     # time moving on: points return to the clock
     later = store.process([hit("S0001", "TAMPER", ts=T0 + 9000)], T0 + 9000)
     assert parse_line(later.lines[0])[3] == T0 + 9000
+
+
+def test_numbers_and_messages_written_exactly_whatever_was_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The line's numbers are ``repr(float(x))`` and its message quoted and escaped, also for
+    messages met before (each quoted once, kept up to _MAX_QUOTED) and after the cache emptied."""
+    monkeypatch.setattr(_points, "_MAX_QUOTED", 2)
+    clock = _points.PointClock()
+    messages = ['Cable "hot"\\ 74.5 °C', "two\nlines", "plain", 'Cable "hot"\\ 74.5 °C', "two\nlines"]
+    numbers = [(-0.0, 0.0, 1), (1e300, 3, 2**53), (None, 0.1, 7), (0.1, None, 12)]
+    for i, message in enumerate(messages):
+        value, threshold, count = numbers[i % len(numbers)]
+        event = _event(message=message, value=value, threshold=threshold, count=count)
+        fields = _points.event_line(event, "repeat", clock, T0 + i, with_state=False)
+        assert f"message={quote_string(message)}," in fields
+        for name, number in (("value", value), ("threshold", threshold)):
+            if number is None:
+                assert f",{name}=" not in fields
+            else:
+                assert f",{name}={float(number)!r}," in fields
+        assert f",count={float(count)!r}," in fields
+
+
+def _event(**changed: Any) -> Event:
+    fields: dict[str, Any] = {
+        "event_id": "01JE0000000000000000000000",
+        "key": "device|E0001|CABLE_OVERHEAT",
+        "type": "CABLE_OVERHEAT",
+        "severity": "major",
+        "state": "open",
+        "cleared": False,
+        "escalated": False,
+        "district": "D01",
+        "grid_id": "D01-G00",
+        "site_id": "S1",
+        "device_id": "E0001",
+        "kind": "electrical",
+        "lat": None,
+        "lon": None,
+        "station_id": None,
+        "value": None,
+        "threshold": None,
+        "count": 1,
+        "raised_at": T0,
+        "updated_at": T0,
+        "message": "",
+        "rev": 2,
+        "opened_ms": T0,
+        "deadline_ms": None,
+        "last_raise_ts": T0,
+    }
+    return Event(**(fields | changed))
