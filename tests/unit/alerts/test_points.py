@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
 from alerts import REPEAT_POINT_MS, EventStore, _points
-from alerts._event import Event
+from alerts._db import EventDb
 from devices import quote_string
 from tests.unit.alerts.conftest import MINUTE, T0, HitFactory, action, parse_line
 
@@ -102,16 +102,23 @@ def test_times_are_unique_per_series(store: EventStore, hit: HitFactory) -> None
     assert parse_line(later.lines[0])[3] == T0 + 9000
 
 
-def test_numbers_and_messages_written_exactly_whatever_was_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_numbers_and_messages_written_exactly_whatever_was_cached(
+    store: EventStore, hit: HitFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The line's numbers are ``repr(float(x))`` and its message quoted and escaped, also for
     messages met before (each quoted once, kept up to _MAX_QUOTED) and after the cache emptied."""
     monkeypatch.setattr(_points, "_MAX_QUOTED", 2)
     clock = _points.PointClock()
+    event_id = store.process([hit("E0001", "CABLE_OVERHEAT", "major")], T0).events[0]["event_id"]
+    db = EventDb(store.path)
+    raised = db.get(event_id)
+    db.close()
+    assert raised is not None
     messages = ['Cable "hot"\\ 74.5 °C', "two\nlines", "plain", 'Cable "hot"\\ 74.5 °C', "two\nlines"]
     numbers = [(-0.0, 0.0, 1), (1e300, 3, 2**53), (None, 0.1, 7), (0.1, None, 12)]
     for i, message in enumerate(messages):
         value, threshold, count = numbers[i % len(numbers)]
-        event = _event(message=message, value=value, threshold=threshold, count=count)
+        event = replace(raised, message=message, value=value, threshold=threshold, count=count, rev=2)
         fields = _points.event_line(event, "repeat", clock, T0 + i, with_state=False)
         assert f"message={quote_string(message)}," in fields
         for name, number in (("value", value), ("threshold", threshold)):
@@ -120,34 +127,3 @@ def test_numbers_and_messages_written_exactly_whatever_was_cached(monkeypatch: p
             else:
                 assert f",{name}={float(number)!r}," in fields
         assert f",count={float(count)!r}," in fields
-
-
-def _event(**changed: Any) -> Event:
-    fields: dict[str, Any] = {
-        "event_id": "01JE0000000000000000000000",
-        "key": "device|E0001|CABLE_OVERHEAT",
-        "type": "CABLE_OVERHEAT",
-        "severity": "major",
-        "state": "open",
-        "cleared": False,
-        "escalated": False,
-        "district": "D01",
-        "grid_id": "D01-G00",
-        "site_id": "S1",
-        "device_id": "E0001",
-        "kind": "electrical",
-        "lat": None,
-        "lon": None,
-        "station_id": None,
-        "value": None,
-        "threshold": None,
-        "count": 1,
-        "raised_at": T0,
-        "updated_at": T0,
-        "message": "",
-        "rev": 2,
-        "opened_ms": T0,
-        "deadline_ms": None,
-        "last_raise_ts": T0,
-    }
-    return Event(**(fields | changed))
