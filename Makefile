@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_BINARIES := /usr/sbin/mosquitto /usr/bin/influxd /usr/bin/chromium /usr/bin/mosquitto_sub
 SYSTEM_PACKAGES := mosquitto mosquitto-clients influxdb chromium
 
-.PHONY: setup system-packages test check bench demo soak clean
+.PHONY: setup system-packages test check bench demo soak screenshots clean
 
 setup: system-packages $(STAMP)
 
@@ -55,6 +55,13 @@ soak: setup
 	  echo "soak round $$i/$(SOAK_ROUNDS)"; \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/integration/test_faults.py tests/integration/test_alerts_e2e.py || exit 1; \
 	done
+
+# The pictures in README.md and docs/CONSOLE.md (docs/console/*.png, docs/report.png), taken again
+# from real pages by the tests that take them; `make test` saves them in its temporary directories
+# only, so that a test run leaves the tree clean.
+screenshots: setup
+	FIREGRID_REFRESH_SCREENSHOTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/integration/test_console.py tests/integration/test_report.py
 
 clean:
 	rm -rf $(VENV) .firegrid .demo build *.egg-info

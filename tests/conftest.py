@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
 import pytest
 
 from firegrid._services import Influxd, Mosquitto
+from tests.helpers import HTTP
 
 _counter = itertools.count()
 S = TypeVar("S", Mosquitto, Influxd)
@@ -60,7 +60,7 @@ def influx_db(influx: Influxd) -> Iterator[str]:
     name = f"t{os.getpid()}_{next(_counter)}"
     yield name
     if influx.running:
-        httpx.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10)
+        HTTP.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,26 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 T = TypeVar("T")
+
+HTTP = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+"""The suite's HTTP client: as ``httpx.get``/``httpx.post`` (a connection per request, the same
+defaults), without their cost: each of those builds a client of its own, whose TLS context loads
+the CA bundle, ~90 ms of CPU per call; polled every 50 ms by `eventually`, that took a core from
+the services under test."""
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+REFRESH_SCREENSHOTS = "FIREGRID_REFRESH_SCREENSHOTS"
+
+
+def screenshot_path(name: str, scratch: Path) -> Path:
+    """Where a test saves the documentation screenshot ``name`` (relative to docs/).
+
+    Under ``scratch`` (a pytest temporary directory), so that a test run leaves the tree clean;
+    in docs/ itself only when ``FIREGRID_REFRESH_SCREENSHOTS=1`` (``make screenshots``)."""
+    base = DOCS if os.environ.get(REFRESH_SCREENSHOTS) == "1" else scratch
+    path = base / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def eventually(
@@ -40,7 +61,7 @@ def eventually(
 
 def influx_query(url: str, db: str, query: str) -> list[dict[str, Any]]:
     """Rows of an InfluxQL query, as dicts (all series concatenated, tags included)."""
-    response = httpx.get(f"{url}/query", params={"db": db, "q": query, "epoch": "ms"}, timeout=30)
+    response = HTTP.get(f"{url}/query", params={"db": db, "q": query, "epoch": "ms"}, timeout=30)
     response.raise_for_status()
     rows: list[dict[str, Any]] = []
     for result in response.json().get("results", []):

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import yaml
@@ -20,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry
 from simulators import Fleet, RunOptions, RunSummary, parse_mqtt_url, run_traffic, write_world
-from tests.helpers import API_AUTH, eventually, influx_query
+from tests.helpers import API_AUTH, HTTP, eventually, influx_query
 
 EventKey = tuple[str, str, str]
 """(type, grid_id, device_id — or site_id for FIRE_CONFIRMED), as the ground truth lists them."""
@@ -69,7 +68,7 @@ class ScenarioRun:
 
 
 def list_events(http: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{http}/events", params={"limit": "100000"}, auth=API_AUTH, timeout=10)
+    response = HTTP.get(f"{http}/events", params={"limit": "100000"}, auth=API_AUTH, timeout=10)
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
 

@@ -15,7 +15,7 @@ import pytest
 
 from access import INGEST_ACCOUNT
 from firegrid._services import Influxd, Mosquitto, free_port
-from tests.helpers import API_AUTH, eventually, write_api_credentials, write_registry
+from tests.helpers import API_AUTH, HTTP, eventually, write_api_credentials, write_registry
 
 
 class IngestProcess:
@@ -48,7 +48,7 @@ class IngestProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"firegrid ingest exited with {self.proc.returncode}: {self.log()[-2000:]}")
         try:
-            response = httpx.get(f"{self.http}/healthz", timeout=2)
+            response = HTTP.get(f"{self.http}/healthz", timeout=2)
         except httpx.HTTPError:
             return None
         return response.json() if response.status_code == 200 else None
@@ -58,18 +58,18 @@ class IngestProcess:
         return health is not None and health["mqtt"] == "connected"
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.http}/metrics", timeout=5).text
+        return HTTP.get(f"{self.http}/metrics", timeout=5).text
 
     def events(self, **params: str) -> list[dict[str, Any]]:
         """``/events`` as the suite's API account (every event)."""
-        response = httpx.get(f"{self.http}/events", params=params, auth=API_AUTH, timeout=10)
+        response = HTTP.get(f"{self.http}/events", params=params, auth=API_AUTH, timeout=10)
         assert response.status_code == 200, response.text
         events: list[dict[str, Any]] = response.json()
         return events
 
     def event(self, event_id: str) -> dict[str, Any] | None:
         """``/events/{event_id}`` (with its history) as the suite's API account; None: 404."""
-        response = httpx.get(f"{self.http}/events/{event_id}", auth=API_AUTH, timeout=10)
+        response = HTTP.get(f"{self.http}/events/{event_id}", auth=API_AUTH, timeout=10)
         if response.status_code == 404:
             return None
         assert response.status_code == 200, response.text

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
@@ -21,7 +20,7 @@ from access import SIMULATOR_ACCOUNT
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
 from simulators import parse_mqtt_url
-from tests.helpers import API_AUTH, eventually, influx_query
+from tests.helpers import API_AUTH, HTTP, eventually, influx_query
 from tests.integration.conftest import IngestProcess
 
 EVENT_FIELDS = {
@@ -287,24 +286,24 @@ def test_lifecycle_by_the_right_and_the_wrong_workers(
     assert bad["ok"] is False and bad["error"]
 
     http = ingest.http
-    detail = httpx.get(f"{http}/events/{event_id}", auth=API_AUTH, timeout=5).json()
+    detail = HTTP.get(f"{http}/events/{event_id}", auth=API_AUTH, timeout=5).json()
     assert detail["state"] == "closed"
     history = [(h["to_state"], h["worker_id"], h["note"]) for h in detail["history"]]
     assert ("acknowledged", insider, "on my way") in history
     assert ("resolved", insider, "ventilated") in history
     assert ("closed", "SUP1", "verified on site") in history
     assert any(h["note"] == "smoke from cooking" for h in detail["history"])
-    listed = httpx.get(
+    listed = HTTP.get(
         f"{http}/events", params={"state": "closed", "grid": grid}, auth=API_AUTH, timeout=5
     ).json()
     assert [e["event_id"] for e in listed] == [event_id]
     assert (
-        httpx.get(
+        HTTP.get(
             f"{http}/events", params={"state": "open", "type": "FIRE_ALARM"}, auth=API_AUTH, timeout=5
         ).json()
         == []
     )
-    assert httpx.get(f"{http}/events/NOPE", auth=API_AUTH, timeout=5).status_code == 404
+    assert HTTP.get(f"{http}/events/NOPE", auth=API_AUTH, timeout=5).status_code == 404
     states = eventually(
         lambda: (
             (

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import paho.mqtt.client as mqtt
 
@@ -16,7 +15,7 @@ from alerts import EventStore
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
 from rules import Hit
-from tests.helpers import eventually, influx_query, write_registry
+from tests.helpers import HTTP, eventually, influx_query, write_registry
 from tests.mqtt import TestClient
 
 
@@ -110,10 +109,10 @@ def test_alerts_and_actions_over_the_broker(
             client.close()
         store.close()
 
-    httpx.post(
+    HTTP.post(
         f"{influx.url}/query", data={"q": f'CREATE DATABASE "{influx_db}"'}, timeout=10
     ).raise_for_status()
-    response = httpx.post(
+    response = HTTP.post(
         f"{influx.url}/write",
         params={"db": influx_db, "precision": "ms"},
         content="\n".join(lines),

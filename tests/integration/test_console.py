@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -38,7 +37,7 @@ from playwright.sync_api import (
 
 from access import CONSOLE_ACCOUNT, PASSWD, SECRETS, SIMULATOR_ACCOUNT, hash_password, make_credentials
 from firegrid._services import Influxd, Mosquitto, WebConsole, free_port
-from tests.helpers import eventually, write_registry
+from tests.helpers import HTTP, eventually, screenshot_path, write_registry
 from tests.integration.conftest import IngestProcess, service_env
 from tests.mqtt import TestClient
 
@@ -53,7 +52,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHONE: ViewportSize = {"width": 390, "height": 844}
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 assert os.access(CHROMIUM, os.X_OK), "no chromium: run `make setup`"
@@ -70,6 +68,14 @@ class Stack:
     prefix: str
     browser: Browser
     process: WebConsole
+    scratch: Path
+    """Where screenshots go unless FIREGRID_REFRESH_SCREENSHOTS=1 (then docs/console/)."""
+
+    def screenshot(self, page: Page, name: str, full_page: bool = False) -> None:
+        """docs/console/``name`` (README, docs/CONSOLE.md), taken from the real page."""
+        path = screenshot_path(f"console/{name}", self.scratch)
+        page.screenshot(path=str(path), full_page=full_page)
+        assert path.read_bytes().startswith(b"\x89PNG"), path
 
     def console_health(self) -> dict[str, Any] | None:
         assert self.process.running, f"firegrid console exited: {self.process.log_tail(10)}"
@@ -80,7 +86,7 @@ class Stack:
 
     def api_event(self, event_id: str) -> dict[str, Any]:
         """The event as ingest's `/events/{id}` tells a supervisor."""
-        response = httpx.get(
+        response = HTTP.get(
             f"{self.ingest.http}/events/{event_id}", auth=("SUP1", self.passwords["SUP1"]), timeout=10
         )
         assert response.status_code == 200, response.text
@@ -88,7 +94,7 @@ class Stack:
         return event
 
     def find_event(self, device: str, type_: str) -> dict[str, Any] | None:
-        response = httpx.get(f"{self.ingest.http}/events", auth=("SUP1", self.passwords["SUP1"]), timeout=10)
+        response = HTTP.get(f"{self.ingest.http}/events", auth=("SUP1", self.passwords["SUP1"]), timeout=10)
         assert response.status_code == 200, response.text
         found = [e for e in response.json() if e["device_id"] == device and e["type"] == type_]
         return found[0] if found else None
@@ -174,7 +180,8 @@ def stack(
         console.start(timeout=30)
         playwright = sync_playwright().start()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield Stack(console.url, ingest, read_secrets(credentials), sim, prefix, browser, console)
+        passwords = read_secrets(credentials)
+        yield Stack(console.url, ingest, passwords, sim, prefix, browser, console, root / "shots")
         browser.close()
     finally:
         if playwright is not None:
@@ -218,8 +225,7 @@ def test_worker_works_an_alarm_through_its_lifecycle_live(stack: Stack) -> None:
     assert_fits(worker)
     event_id = row.get_attribute("data-event-id")
     assert event_id
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    worker.screenshot(path=str(SHOTS / "inbox.png"))
+    stack.screenshot(worker, "inbox.png")
 
     # the map colours the grid by its most severe open event
     worker.get_by_role("link", name="Map").click()
@@ -227,7 +233,7 @@ def test_worker_works_an_alarm_through_its_lifecycle_live(stack: Stack) -> None:
     expect(worker.locator("svg.map path[data-grid='D01-G00']")).to_have_attribute("data-severity", "critical")
     expect(worker.locator("svg.map path[data-grid='D01-G01']")).to_have_attribute("data-severity", "none")
     assert_fits(worker)
-    worker.screenshot(path=str(SHOTS / "map.png"))
+    stack.screenshot(worker, "map.png")
 
     # a worker of another grid never sees it, not even by its URL
     assert other.evaluate("window.notReloaded") is True
@@ -264,7 +270,7 @@ def test_worker_works_an_alarm_through_its_lifecycle_live(stack: Stack) -> None:
         "W0",
         "on my way <b>now</b>",
     )
-    worker.screenshot(path=str(SHOTS / "event.png"), full_page=True)
+    stack.screenshot(worker, "event.png", full_page=True)
 
     worker.get_by_role("button", name="Resolve").click()
     expect(worker.get_by_role("status").filter(has_text="Resolved.")).to_be_visible()
@@ -463,7 +469,7 @@ def test_supervisor_sees_the_grids_by_index_and_why(stack: Stack) -> None:
     expect(figures).to_contain_text(re.compile(r"Time to acknowledge\s*p50 \d+ s"))
     expect(supervisor.locator(f"li.event[data-event-id='{alarm['event_id']}']")).to_have_count(1)
     assert_fits(supervisor)
-    supervisor.screenshot(path=str(SHOTS / "grid.png"), full_page=True)
+    stack.screenshot(supervisor, "grid.png", full_page=True)
 
     # the ranking: least safe first, the grid with the open critical event before the quiet one
     supervisor.get_by_role("navigation", name="Main").get_by_role("link", name="Grids").click()

@@ -25,7 +25,7 @@ from access import SIMULATOR_ACCOUNT
 from devices import Registry
 from firegrid._services import Influxd, Mosquitto
 from tests.conftest import running
-from tests.helpers import eventually, influx_query
+from tests.helpers import HTTP, eventually, influx_query
 from tests.integration.conftest import IngestProcess, service_env
 from tests.scenario_run import (
     DASHBOARD_DURATION_S,
@@ -146,7 +146,7 @@ def firegrid_data(
     end = int(time.time() * 1000)
     selections = _selections(world.grids, district, grid)
     yield Window(min(start, begin), end, world.grids, district, grid, selections, influx_db)
-    httpx.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{influx_db}"'}, timeout=10)
+    HTTP.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{influx_db}"'}, timeout=10)
 
 
 # --- Grafana's side ---------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def _run(influx: Influxd, db: str, query: str) -> list[dict[str, Any]]:
 
 def _value_columns(influx: Influxd, db: str, query: str) -> set[str]:
     """The columns of a result that are values (not ``time``, not GROUP BY tags)."""
-    response = httpx.get(f"{influx.url}/query", params={"db": db, "q": query, "epoch": "ms"}, timeout=30)
+    response = HTTP.get(f"{influx.url}/query", params={"db": db, "q": query, "epoch": "ms"}, timeout=30)
     columns: set[str] = set()
     for result in response.json().get("results", []):
         for series in result.get("series", []):

@@ -29,7 +29,7 @@ from access import (
 )
 from devices import Topics
 from firegrid._services import Influxd, Mosquitto
-from tests.helpers import eventually
+from tests.helpers import HTTP, eventually
 from tests.integration.conftest import IngestProcess, service_env
 from tests.mqtt import ProbeClient, TestClient
 
@@ -56,7 +56,7 @@ class Api:
 
     def get(self, path: str, user: str | None = None, **params: str) -> httpx.Response:
         auth = None if user is None else (user, self.passwords[user])
-        return httpx.get(f"{self.base}{path}", params=params, auth=auth, timeout=10)
+        return HTTP.get(f"{self.base}{path}", params=params, auth=auth, timeout=10)
 
     def events(self, user: str, **params: str) -> list[dict[str, Any]]:
         response = self.get("/events", user, **params)
@@ -141,21 +141,21 @@ def test_events_need_basic_auth_while_healthz_and_metrics_stay_open(secured: Api
         {"Authorization": "Basic " + "A" * 5000},
     ):
         for path in ("/events", f"/events/{UNKNOWN_ID}"):
-            response = httpx.get(f"{api.base}{path}", headers=headers, timeout=10)
+            response = HTTP.get(f"{api.base}{path}", headers=headers, timeout=10)
             assert response.status_code == 401, (headers, path)
             assert response.headers["WWW-Authenticate"] == REALM
             assert response.json() == {"error": "wrong or missing credentials"}
             assert wrong not in response.text
         # /healthz and /metrics need nothing, and a bad Authorization header does not hurt them
-        assert httpx.get(f"{api.base}/healthz", headers=headers, timeout=10).json()["mqtt"] == "connected"
-        assert "firegrid_" in httpx.get(f"{api.base}/metrics", headers=headers, timeout=10).text
+        assert HTTP.get(f"{api.base}/healthz", headers=headers, timeout=10).json()["mqtt"] == "connected"
+        assert "firegrid_" in HTTP.get(f"{api.base}/metrics", headers=headers, timeout=10).text
 
     # a device is a principal, but reads no events; nor does a user the registry does not know
     assert api.get("/events", "S0000").status_code == 403
     assert api.get(f"/events/{UNKNOWN_ID}", "E0001").json() == {"error": "E0001 may not read events"}
     with (credentials / "passwd").open("a") as handle:
         handle.write(f"ghost:{hash_password('boo-boo-boo')}\n")
-    ghost = httpx.get(f"{api.base}/events", auth=("ghost", "boo-boo-boo"), timeout=10)
+    ghost = HTTP.get(f"{api.base}/events", auth=("ghost", "boo-boo-boo"), timeout=10)
     assert ghost.status_code == 403
 
     for user in ("SUP1", "W3", "D01-ST1", INGEST_ACCOUNT, CONSOLE_ACCOUNT, SIMULATOR_ACCOUNT):
@@ -230,10 +230,10 @@ def test_rotation_and_registry_reload_take_effect_without_a_restart(
     new = read_secrets(credentials)["W0"]
     assert new != old
     eventually(
-        lambda: httpx.get(f"{api.base}/events", auth=("W0", new), timeout=10).status_code == 200,
+        lambda: HTTP.get(f"{api.base}/events", auth=("W0", new), timeout=10).status_code == 200,
         what="the rotated password accepted",
     )
-    assert httpx.get(f"{api.base}/events", auth=("W0", old), timeout=10).status_code == 401
+    assert HTTP.get(f"{api.base}/events", auth=("W0", old), timeout=10).status_code == 401
     api.passwords["W0"] = new
 
     # W0 now also works grid G02: after SIGHUP it sees that grid's events
@@ -260,21 +260,21 @@ def test_without_credentials_events_answer_503_until_they_are_written(
         assert len(warnings) == 1 and str(missing / "passwd") in warnings[0]
         for auth in (None, ("SUP1", "whatever-it-is")):
             for path in ("/events", f"/events/{UNKNOWN_ID}"):
-                response = httpx.get(f"{process.http}{path}", auth=auth, timeout=10)
+                response = HTTP.get(f"{process.http}{path}", auth=auth, timeout=10)
                 assert (response.status_code, response.json()) == (
                     503,
                     {"error": "no credentials configured"},
                 )
-        assert httpx.get(f"{process.http}/healthz", timeout=10).status_code == 200
+        assert HTTP.get(f"{process.http}/healthz", timeout=10).status_code == 200
         make_credentials(registry_dir, missing)  # no restart needed
         password = read_secrets(missing)["SUP1"]
         eventually(
             lambda: (
-                httpx.get(f"{process.http}/events", auth=("SUP1", password), timeout=10).status_code == 200
+                HTTP.get(f"{process.http}/events", auth=("SUP1", password), timeout=10).status_code == 200
             ),
             what="/events open to SUP1",
         )
-        assert httpx.get(f"{process.http}/events", timeout=10).status_code == 401
+        assert HTTP.get(f"{process.http}/events", timeout=10).status_code == 401
     finally:
         assert process.stop() == 0
 
@@ -301,7 +301,7 @@ def test_bad_query_parameters_answer_400_with_a_clear_message(
 
 
 def test_repeated_parameter_answers_400(secured: Api) -> None:
-    response = httpx.get(
+    response = HTTP.get(
         f"{secured.base}/events?grid=D01-G00&grid=D01-G02",
         auth=("SUP1", secured.passwords["SUP1"]),
         timeout=10,
@@ -371,8 +371,8 @@ def test_a_workers_password_serves_broker_and_events_and_its_rotation_reaches_bo
         make_credentials(registry_dir, credentials, rotate=["W0"], topic_prefix=topic_prefix)
         new = read_secrets(credentials)["W0"]
         assert new != old
-        assert httpx.get(f"{api.base}/events", auth=("W0", old), timeout=10).status_code == 401
-        assert httpx.get(f"{api.base}/events", auth=("W0", new), timeout=10).status_code == 200
+        assert HTTP.get(f"{api.base}/events", auth=("W0", old), timeout=10).status_code == 401
+        assert HTTP.get(f"{api.base}/events", auth=("W0", new), timeout=10).status_code == 200
         # the broker has not reread its files: the old password still opens it, the new one not
         assert mqtt_login(old).accepted and not mqtt_login(new).accepted
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 
-import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from firegrid._services import Influxd
 from ingest import encode_line, expected_string, series_key
-from tests.helpers import influx_query
+from tests.helpers import HTTP, influx_query
 
 _clock = itertools.count(1_000_000)
 # Line protocol can carry every character except in the two mapped cases (see devices._lineproto);
@@ -24,10 +23,10 @@ plain_tag = text.filter(lambda s: not s.endswith("\\") and "\n" not in s and "\r
 def test_tags_and_strings_round_trip(
     influx: Influxd, influx_db: str, tag: str, note: str, other: str
 ) -> None:
-    httpx.post(f"{influx.url}/query", data={"q": f'CREATE DATABASE "{influx_db}"'}, timeout=10)
+    HTTP.post(f"{influx.url}/query", data={"q": f'CREATE DATABASE "{influx_db}"'}, timeout=10)
     ts = next(_clock)
     line = encode_line(series_key("m", (("t", tag), ("z", other))), {"note": note, "v": 1.0}, ts)
-    response = httpx.post(
+    response = HTTP.post(
         f"{influx.url}/write",
         params={"db": influx_db, "precision": "ms"},
         content=(line + "\n").encode(),

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from access import make_credentials
 from firegrid._services import Influxd, Mosquitto
 from simulators import read_passwords, write_world
+from tests.helpers import HTTP
 from tests.integration.conftest import IngestProcess, service_env
 
 PREFIX = "month/"
@@ -139,7 +139,7 @@ def test_a_shortened_month_runs_on_the_service_clock(
     auth = (supervisor, read_passwords(credentials)[supervisor])
 
     def get(path: str, **params: int | str) -> Any:
-        response = httpx.get(
+        response = HTTP.get(
             f"{ingest.http}{path}", params={k: str(v) for k, v in params.items()}, auth=auth, timeout=30
         )
         assert response.status_code == 200, response.text

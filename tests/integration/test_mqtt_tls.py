@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from cryptography import x509
@@ -26,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from access import INGEST_ACCOUNT, SIMULATOR_ACCOUNT, make_credentials
 from firegrid._services import Mosquitto, free_port
-from tests.helpers import eventually
+from tests.helpers import HTTP, eventually
 from tests.integration.conftest import IngestProcess
 from tests.integration.test_http_auth import read_secrets
 from tests.mqtt import TestClient
@@ -205,7 +204,7 @@ def test_mqtts_verified_against_the_ca_carries_readings_and_alerts(
         auth = ("SUP1", read_secrets(credentials)["SUP1"])
 
         def fire_alarm() -> bool:
-            events = httpx.get(f"{ingest.http}/events", auth=auth, timeout=10).json()
+            events = HTTP.get(f"{ingest.http}/events", auth=auth, timeout=10).json()
             return any(e["type"] == "FIRE_ALARM" and e["device_id"] == "S0000" for e in events)
 
         eventually(fire_alarm, what="FIRE_ALARM raised by ingest over TLS")

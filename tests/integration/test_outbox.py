@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 from access import SIMULATOR_ACCOUNT
 from firegrid._services import Influxd, Mosquitto
 from tests.conftest import running
-from tests.helpers import API_AUTH, eventually, write_registry
+from tests.helpers import API_AUTH, HTTP, eventually, write_registry
 from tests.integration.conftest import IngestProcess, service_env
 from tests.mqtt import SessionSubscriber, TestClient
 
@@ -50,7 +49,7 @@ class Instance:
     depth_while_down: float = -1.0
 
     def events(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.ingest.http}/events", auth=API_AUTH, timeout=5)
+        response = HTTP.get(f"{self.ingest.http}/events", auth=API_AUTH, timeout=5)
         response.raise_for_status()
         return list(response.json())
 
@@ -147,7 +146,7 @@ def outage(
                 proc.wait(30)
         if influx.running:
             for name in databases:
-                httpx.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10)
+                HTTP.post(f"{influx.url}/query", data={"q": f'DROP DATABASE "{name}"'}, timeout=10)
 
 
 def test_an_escalation_due_in_a_broker_outage_survives_kill_9(outage: dict[str, Instance]) -> None:

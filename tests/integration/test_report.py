@@ -18,19 +18,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from playwright.sync_api import Route, sync_playwright
 
 from access import SIMULATOR_ACCOUNT
 from firegrid._report_month import Month
 from firegrid._services import Influxd, Mosquitto
 from safety import FIGURES
-from tests.helpers import API_AUTH, eventually
+from tests.helpers import API_AUTH, HTTP, eventually, screenshot_path
 from tests.integration.conftest import IngestProcess, service_env
 from tests.integration.test_console import CHROMIUM, CHROMIUM_ARGS, PHONE
 from tests.mqtt import TestClient
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "report.png"
 DESKTOP = {"width": 1280, "height": 900}
 READINGS = (
     ("smoke", "S0000", {"alarm": True}),  # FIRE_ALARM, critical, G00: acked, resolved, closed
@@ -41,7 +39,7 @@ READINGS = (
 
 
 def api(ingest: IngestProcess, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{ingest.http}{path}", params=params, auth=API_AUTH, timeout=10)
+    response = HTTP.get(f"{ingest.http}{path}", params=params, auth=API_AUTH, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -185,7 +183,9 @@ def test_the_monthly_report_of_a_real_event_store(
                     f"the report scrolls sideways at {viewport['width']} px: {width}"
                 )
                 if viewport is DESKTOP:
-                    page.screenshot(path=str(SCREENSHOT), full_page=True)
+                    shot = screenshot_path("report.png", tmp_path)  # README's picture of a report
+                    page.screenshot(path=str(shot), full_page=True)
+                    assert shot.read_bytes().startswith(b"\x89PNG"), shot
                     assert page.pdf(format="A4").startswith(b"%PDF")  # printable
                 context.close()
         finally:

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -26,7 +25,7 @@ from access import SECRETS, make_credentials
 from firegrid import cli_simulate
 from firegrid._services import Influxd, Mosquitto
 from simulators import write_world
-from tests.helpers import eventually
+from tests.helpers import HTTP, eventually
 from tests.integration.conftest import IngestProcess, service_env
 
 PREFIX = "sr/"
@@ -147,12 +146,12 @@ def test_simulated_workers_handle_their_events_as_the_ground_truth_says(
     auth = (supervisor, read_secrets(credentials)[supervisor])
 
     def event(event_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{ingest.http}/events/{event_id}", auth=auth, timeout=10)
+        response = HTTP.get(f"{ingest.http}/events/{event_id}", auth=auth, timeout=10)
         response.raise_for_status()
         document: dict[str, Any] = response.json()
         return document
 
-    listed = httpx.get(f"{ingest.http}/events", params={"limit": "1000"}, auth=auth, timeout=10).json()
+    listed = HTTP.get(f"{ingest.http}/events", params={"limit": "1000"}, auth=auth, timeout=10).json()
     handled = {line["event_id"] for line in actions}
     left = {line["event_id"] for line in ignored}
     assert handled | left == {e["event_id"] for e in listed}

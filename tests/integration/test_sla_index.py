@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from access import SIMULATOR_ACCOUNT, make_credentials
 from firegrid._services import Influxd, Mosquitto
-from tests.helpers import eventually, influx_query
+from tests.helpers import HTTP, eventually, influx_query
 from tests.integration.conftest import IngestProcess
 from tests.integration.test_http_auth import REALM, Api, raise_events
 from tests.mqtt import TestClient
@@ -71,7 +70,7 @@ def test_sla_and_index_need_basic_auth_and_show_what_the_user_may_see(
 ) -> None:
     for path in ("/sla", "/index"):
         for auth in (None, ("SUP1", "wrong"), ("nobody", "x")):
-            response = httpx.get(f"{api.base}{path}", auth=auth, timeout=10)
+            response = HTTP.get(f"{api.base}{path}", auth=auth, timeout=10)
             assert response.status_code == 401 and response.headers["WWW-Authenticate"] == REALM
         assert api.get(path, "S0000").status_code == 403  # a device
         bad = api.get(path, "SUP1", grid="D01/G00")

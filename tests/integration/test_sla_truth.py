@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -34,7 +33,7 @@ from simulators import (
     WorkerAction,
     read_passwords,
 )
-from tests.helpers import eventually, write_registry
+from tests.helpers import HTTP, eventually, write_registry
 from tests.integration.conftest import IngestProcess, service_env
 from tests.mqtt import TestClient
 
@@ -189,7 +188,7 @@ def test_sla_equals_the_figures_of_the_workers_ground_truth(
     assert not summary.failures, summary
 
     def supervisor(**params: int | str) -> dict[str, Any]:
-        response = httpx.get(
+        response = HTTP.get(
             f"{ingest.http}/sla",
             params={k: str(v) for k, v in params.items()},
             auth=("SUP1", passwords["SUP1"]),
@@ -202,9 +201,9 @@ def test_sla_equals_the_figures_of_the_workers_ground_truth(
     # the truth saw every event ingest raised, and the run has all kinds of handling
     every = {
         e["event_id"]
-        for e in httpx.get(f"{ingest.http}/events", auth=("SUP1", passwords["SUP1"]), timeout=10).json()
+        for e in HTTP.get(f"{ingest.http}/events", auth=("SUP1", passwords["SUP1"]), timeout=10).json()
     }
-    closed = httpx.get(
+    closed = HTTP.get(
         f"{ingest.http}/events", params={"state": "closed"}, auth=("SUP1", passwords["SUP1"]), timeout=10
     ).json()
     assert every | {e["event_id"] for e in closed} == set(truth.raised)
