@@ -231,10 +231,18 @@ def run_faults(
     plan: FaultPlan, actions: dict[str, Callable[[], None]], started: float, log: FaultLog
 ) -> None:
     """Each fault of the plan at its time after ``started`` (monotonic); late when the one before
-    took longer. The waits are the scenario's timing, not synchronisation."""
+    took longer (a restart of ingest under load can take seconds), but InfluxDB stays down its
+    full ``influx_down_s`` from when it was actually stopped. The waits are the scenario's timing,
+    not synchronisation."""
+    influx_stopped: float | None = None
     for at, name in plan.schedule():
-        time.sleep(max(0.0, started + at - time.monotonic()))
+        due = started + at
+        if name == "influxdb start" and influx_stopped is not None:
+            due = max(due, influx_stopped + plan.influx_down_s)
+        time.sleep(max(0.0, due - time.monotonic()))
         actions[name]()
+        if name == "influxdb stop":
+            influx_stopped = time.monotonic()
         log.done.append((round(time.monotonic() - started, 1), name))
 
 

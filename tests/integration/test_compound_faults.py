@@ -34,7 +34,7 @@ from tests.helpers import eventually
 from tests.integration.conftest import IngestProcess, service_env
 from tests.mqtt import SessionSubscriber
 
-SHORT = FaultPlan("short", stream_s=40, rate=400, influx_down_s=5)
+SHORT = FaultPlan("short", stream_s=25, rate=400, influx_down_s=5)
 FULL = FaultPlan("full", stream_s=420, rate=1000, influx_down_s=120, devices=50)
 
 
@@ -92,6 +92,10 @@ def test_compound_faults_lose_nothing(
         )
         assert {d: len(ids) for d, ids in alerts.fire_alarms.items()} == dict.fromkeys(stream.detectors, 1)
         assert [faults.count(f) for f in ("kill -9", "broker restart", "influxdb stop")] == [3, 2, 1]
+        stopped, started_again = (
+            next(t for t, n in faults.done if n == f) for f in ("influxdb stop", "influxdb start")
+        )
+        assert started_again - stopped >= plan.influx_down_s - 0.1, faults.done  # down its full time
         assert "Traceback" not in ingest.log()
         assert ingest.proc is not None
         rss_end = proc_status(ingest.proc.pid, "VmRSS")
